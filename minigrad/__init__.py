@@ -1,0 +1,23 @@
+"""minigrad: a small reverse-mode autodiff framework on NumPy (CPU) and CuPy (GPU), with PyTorch's names.
+
+    import minigrad as mg
+    import minigrad.functional as F
+    from minigrad import nn, optim
+
+Read the source in this order: ``backend.py``, ``autograd.py``, ``tensor.py``, ``ops/``, ``kernels/``,
+``functional.py``, ``nn/``, ``optim.py``.
+"""
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad
+from .backend import cuda_available
+from .creation import (arange, bool_, cat, float32, float64, full, int32, int64, ones, ones_like, rand, randn,
+                       stack, tensor, zeros, zeros_like)
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Function", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "randn", "rand",
+    "arange", "cat", "stack", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state",
+    "set_rng_state", "cuda_available", "float32", "float64", "int64", "int32", "bool_",
+]

@@ -1,0 +1,245 @@
+"""The autograd engine: ``Function`` (an op's forward and backward, side by side) and the graph walk.
+
+How it fits together
+--------------------
+* An op is a subclass of :class:`Function` with two static methods that work on raw arrays
+  (``numpy.ndarray`` or ``cupy.ndarray``, never Tensors)::
+
+      class Exp(Function):
+          @staticmethod
+          def forward(ctx, x):
+              y = xp.exp(x)
+              ctx.save_for_backward(y)      # what backward will need
+              return y
+
+          @staticmethod
+          def backward(ctx, grad):          # grad = dLoss/dOutput, same shape as the output
+              (y,) = ctx.saved_arrays
+              return grad * y               # dLoss/dInput, one per tensor input
+
+* ``Function.apply(*tensors, **options)`` unwraps the tensors, runs ``forward``, and - when gradients are
+  wanted - records a *node* (the :class:`Context`) on the output tensor. The node remembers the input
+  tensors; that chain of nodes is the graph.
+
+* :func:`backward` walks the graph once, in reverse topological order, without recursion (a chain of
+  100 000 ops is fine). For each node it calls ``backward`` and hands each input its share of the
+  gradient. Three rules are enforced here, in one place, instead of in every op:
+
+  1. *Unbroadcasting*: an op may return a gradient in its output's broadcast shape; the engine sums it
+     down to the input's shape (:func:`unbroadcast`).
+  2. *Checking*: after unbroadcasting, every gradient must have exactly its input's shape and dtype,
+     otherwise the op has a bug and the engine says which op.
+  3. *Accumulating out of place*: when a tensor feeds several ops, its gradients are added with
+     ``a + b`` into a new array, so no array an op returned (or saved) is ever modified behind its back.
+
+  Unless ``retain_graph=True``, each node's saved arrays and input links are dropped as soon as the
+  node has been used, so memory is returned while the walk goes on.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from .backend import array_module
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops currently record the graph (False inside ``with no_grad():``)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self._previous
+        return False
+
+
+def no_grad():
+    """Context manager (and decorator) under which ops build no graph, as ``torch.no_grad``."""
+    return _GradMode(False)
+
+
+def enable_grad():
+    """Context manager that turns graph recording back on inside a ``no_grad`` block."""
+    return _GradMode(True)
+
+
+class Context:
+    """What one op application remembers for its backward pass (PyTorch calls this ``ctx``).
+
+    ``forward`` stores arrays with :meth:`save_for_backward` and any other values (a stride, a mask
+    shape...) as plain attributes. The engine fills in ``needs_input_grad`` before ``forward`` runs, so an
+    op can skip work for inputs that need no gradient.
+    """
+
+    def __init__(self, fn, needs_input_grad):
+        self.fn = fn
+        self.needs_input_grad = needs_input_grad
+        self.inputs = None
+        self.saved_arrays = ()
+        self.released = False
+
+    def save_for_backward(self, *arrays):
+        self.saved_arrays = arrays
+
+    def release(self):
+        """Drop everything this node holds (saved arrays, options, inputs); it cannot run again."""
+        fn, needs = self.fn, self.needs_input_grad
+        self.__dict__.clear()
+        self.fn, self.needs_input_grad = fn, needs
+        self.inputs = None
+        self.saved_arrays = ()
+        self.released = True
+
+
+class Function:
+    """Base class of every op. Subclasses define ``forward(ctx, *arrays, **options)`` and
+    ``backward(ctx, grad)``; ``backward`` returns one gradient per tensor input (a tuple when there are
+    several; ``None`` for an input that has no gradient or whose ``ctx.needs_input_grad`` is False).
+
+    ``name`` is the op's name in error messages and in the test registry (defaults to the class name
+    in lower case).
+    """
+
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__.lower()
+
+    @staticmethod
+    def forward(ctx, *arrays, **options):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        """Run the op on tensors and record it in the graph when any input requires a gradient."""
+        from .tensor import Tensor  # local: tensor.py imports this module
+
+        for i, t in enumerate(inputs):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{cls.name}: argument {i} must be a Tensor, got {type(t).__name__}")
+        if len(inputs) > 1:
+            devices = {t.device for t in inputs}
+            if len(devices) > 1:
+                where = ", ".join(f"{t.device} {tuple(t.shape)}" for t in inputs)
+                raise ValueError(f"{cls.name}: all tensors must be on one device, got {where}")
+
+        record = is_grad_enabled() and any(t.requires_grad for t in inputs)
+        ctx = Context(cls, tuple(t.requires_grad for t in inputs) if record else (False,) * len(inputs))
+        out = cls.forward(ctx, *(t.data for t in inputs), **options)
+        if isinstance(out, np.generic):  # NumPy reductions to 0-d give scalars; keep arrays everywhere
+            out = np.asarray(out)
+        if not record:
+            return Tensor._wrap(out)
+        ctx.inputs = inputs
+        return Tensor._wrap(out, node=ctx)
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` down to ``shape``: the one place where NumPy broadcasting is undone.
+
+    If ``x`` of shape ``shape`` was broadcast to ``grad.shape`` in the forward pass, every copy of an
+    element received part of the upstream gradient, and the element's gradient is the sum of those parts:
+    sum over the leading axes broadcasting added, and over the axes where ``shape`` has size 1.
+    """
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        return grad  # cannot be a broadcast; the shape check below reports it
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if ones:
+        grad = grad.sum(axis=ones, keepdims=True)
+    return grad
+
+
+def _topological_order(root):
+    """Tensors that need a gradient, inputs before outputs, found by an iterative depth-first search."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        tensor, children_done = stack.pop()
+        if children_done:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        node = tensor._node
+        if node is not None:
+            if node.released:
+                raise RuntimeError(
+                    f"backward: the graph through '{node.fn.name}' was already freed by an earlier "
+                    "backward(); pass retain_graph=True to the first backward() to go through it twice"
+                )
+            for inp in node.inputs:
+                if inp.requires_grad and id(inp) not in visited:
+                    stack.append((inp, False))
+    return order
+
+
+def backward(root, grad, retain_graph=False):
+    """Backpropagate ``grad`` (an array shaped like ``root``) to every leaf that requires a gradient.
+
+    Leaves (tensors created by the user with ``requires_grad=True``) accumulate into ``.grad``; so does any
+    intermediate tensor on which ``retain_grad()`` was called.
+    """
+    from .tensor import Tensor
+
+    order = _topological_order(root)
+    grads = {id(root): grad}
+    for tensor in reversed(order):
+        g = grads.pop(id(tensor), None)
+        if g is None:
+            continue
+        node = tensor._node
+        if node is None or tensor._retains_grad:
+            total = g if tensor.grad is None else tensor.grad.data + g
+            tensor.grad = Tensor._wrap(array_module(total).ascontiguousarray(total))
+        if node is None:
+            continue
+
+        input_grads = node.fn.backward(node, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(node.inputs):
+            raise RuntimeError(
+                f"{node.fn.name}: backward returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
+            )
+        for inp, gi, needed in zip(node.inputs, input_grads, node.needs_input_grad):
+            if gi is None or not needed:
+                continue
+            gi = unbroadcast(gi, inp.shape)
+            if isinstance(gi, np.generic):
+                gi = np.asarray(gi)
+            if gi.shape != inp.shape or gi.dtype != inp.dtype:
+                raise RuntimeError(
+                    f"{node.fn.name}: backward produced a gradient of shape {tuple(gi.shape)} and dtype "
+                    f"{gi.dtype} for an input of shape {tuple(inp.shape)} and dtype {inp.dtype} (a bug in the op)"
+                )
+            previous = grads.get(id(inp))
+            grads[id(inp)] = gi if previous is None else previous + gi
+        if not retain_graph:
+            node.release()

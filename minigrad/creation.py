@@ -1,0 +1,90 @@
+"""Functions that make tensors: ``tensor``, ``zeros``, ``ones``, ``full``, ``randn``, ``rand``, ``arange``,
+and the graph ops that take several tensors (``cat``, ``stack``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend, random
+from .ops.shape import Cat, Stack
+from .tensor import Tensor, _shape_args
+
+float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
+
+
+def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """A new tensor from data (Python numbers, nested lists, NumPy/CuPy arrays, a Tensor).
+
+    Python floats become float32 and NumPy float64 arrays stay float64, as ``torch.tensor`` does;
+    Python ints become int64. ``dtype`` overrides both.
+    """
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _filled(fill, shape, dtype, device, requires_grad):
+    shape = _shape_args(shape)
+    xp = backend.module_for(device)
+    arr = xp.full(shape, fill, dtype=np.dtype(dtype or np.float32))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    return _filled(0, shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    return _filled(1, shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    return _filled(fill_value, (tuple(shape),), dtype, device, requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad=False) -> Tensor:
+    return zeros(*t.shape, dtype=t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad=False) -> Tensor:
+    return ones(*t.shape, dtype=t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Standard normal samples from minigrad's seeded generator (see ``manual_seed``)."""
+    arr = random.standard_normal(_shape_args(shape), np.dtype(dtype or np.float32), device)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Uniform samples in [0, 1) from minigrad's seeded generator."""
+    arr = random.uniform(_shape_args(shape), 0.0, 1.0, np.dtype(dtype or np.float32), device)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device="cpu") -> Tensor:
+    if end is None:
+        start, end = 0, start
+    return Tensor(backend.module_for(device).arange(start, end, step, dtype=dtype))
+
+
+def _tensors(op, tensors):
+    tensors = list(tensors)
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"{op}: expected a non-empty sequence of Tensors")
+    return tensors
+
+
+def cat(tensors, dim=0) -> Tensor:
+    """Concatenate along an existing dim."""
+    tensors = _tensors("cat", tensors)
+    nd = tensors[0].ndim
+    if not -nd <= dim < nd:
+        raise ValueError(f"cat: dim {dim} is out of range for tensors with {nd} dims")
+    return Cat.apply(*tensors, dim=dim % nd)
+
+
+def stack(tensors, dim=0) -> Tensor:
+    """Stack along a new dim."""
+    tensors = _tensors("stack", tensors)
+    nd = tensors[0].ndim + 1
+    if not -nd <= dim < nd:
+        raise ValueError(f"stack: dim {dim} is out of range for a result with {nd} dims")
+    return Stack.apply(*tensors, dim=dim % nd)

@@ -1,0 +1,289 @@
+"""Elementwise ops. Each backward is the local derivative times the upstream gradient; where NumPy
+broadcast the inputs, the engine sums the gradient back down (see ``autograd.unbroadcast``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import array_module, to_device
+
+
+def _broadcast_shape(op, a, b):
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together"
+        ) from None
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast_shape("add", a, b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast_shape("sub", a, b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast_shape("mul", a, b)
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        da = grad * b if ctx.needs_input_grad[0] else None
+        db = grad * a if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast_shape("div", a, b)
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        g_over_b = grad / b
+        da = g_over_b if ctx.needs_input_grad[0] else None
+        db = -g_over_b * a / b if ctx.needs_input_grad[1] else None  # d(a/b)/db = -a/b^2
+        return da, db
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class PowScalar(Function):
+    """``x ** p`` for a constant exponent ``p``: d/dx = p * x**(p-1)."""
+
+    name = "pow_scalar"
+
+    @staticmethod
+    def forward(ctx, x, exponent):
+        ctx.save_for_backward(x)
+        ctx.exponent = exponent
+        return x ** x.dtype.type(exponent) if x.dtype.kind == "f" else x ** exponent
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        p = x.dtype.type(ctx.exponent)
+        return grad * p * x ** (p - 1)
+
+
+class Pow(Function):
+    """``a ** b`` for two tensors: d/da = b * a**(b-1), d/db = a**b * log(a) (needs a > 0)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _broadcast_shape("pow", a, b)
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_arrays
+        xp = array_module(a)
+        da = grad * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
+        db = grad * out * xp.log(a) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = array_module(x).exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * y
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return array_module(x).log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad / x
+
+
+class Abs(Function):
+    """|x|; the gradient at exactly 0 is 0 (the subgradient PyTorch picks)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return array_module(x).abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad * array_module(x).sign(x)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = array_module(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad / (2 * y)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = array_module(x).tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * (1 - y * y)
+
+
+def stable_sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp of a non-positive number only, for either sign of x."""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = stable_sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_arrays
+        return grad * y * (1 - y)
+
+
+class ReLU(Function):
+    """max(x, 0); the gradient at exactly 0 is 0, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x):
+        mask = x > 0
+        ctx.save_for_backward(mask)
+        return array_module(x).maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_arrays
+        return grad * mask
+
+
+class LeakyReLU(Function):
+    """x for x > 0, ``negative_slope * x`` otherwise (the gradient at 0 is ``negative_slope``)."""
+
+    name = "leaky_relu"
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        xp = array_module(x)
+        slope = xp.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))
+        ctx.save_for_backward(slope)
+        return x * slope
+
+    @staticmethod
+    def backward(ctx, grad):
+        (slope,) = ctx.saved_arrays
+        return grad * slope
+
+
+class Softplus(Function):
+    """log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)) so it never overflows;
+    its derivative is sigmoid(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xp = array_module(x)
+        ctx.save_for_backward(x)
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_arrays
+        return grad * stable_sigmoid(x)
+
+
+class Cast(Function):
+    """A dtype conversion; the gradient is cast back to the input's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.astype(ctx.in_dtype)
+
+
+class ToDevice(Function):
+    """A copy to another device; the gradient is copied back."""
+
+    name = "to_device"
+
+    @staticmethod
+    def forward(ctx, x, device):
+        ctx.in_device = "cpu" if isinstance(x, np.ndarray) else "cuda"
+        return to_device(x, device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return to_device(grad, ctx.in_device)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad

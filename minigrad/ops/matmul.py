@@ -1,0 +1,81 @@
+"""Matrix products: ``a @ b`` (NumPy's matmul semantics, batched and broadcast) and ``F.linear``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, unbroadcast
+from ..backend import array_module
+
+
+def _check_matmul(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if a.shape[-1] != k_b:
+        raise ValueError(
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not line up: "
+            f"the first has {a.shape[-1]} columns but the second has {k_b} rows")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of shapes {tuple(a.shape)} and {tuple(b.shape)} "
+                         "cannot be broadcast together") from None
+
+
+class MatMul(Function):
+    """``a @ b``. With A = a and B = b as (batches of) matrices and G the upstream gradient:
+    dA = G B^T and dB = A^T G. A 1-D operand is treated as a row (a) or column (b) vector, as NumPy
+    does, and its gradient is turned back into a vector."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_matmul(a, b)
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_arrays
+        xp = array_module(grad)
+        a2 = a if a.ndim > 1 else a[None, :]
+        b2 = b if b.ndim > 1 else b[:, None]
+        g = grad
+        if a.ndim == 1:
+            g = xp.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = xp.expand_dims(g, -1)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(g @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(xp.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape)
+        return da, db
+
+
+class Linear(Function):
+    """y = x W^T + b with W of shape (out_features, in_features), as ``torch.nn.functional.linear``.
+    x may have any number of leading dims. dx = G W, dW = G^T x (summed over the leading dims),
+    db = G summed over the leading dims."""
+
+    @staticmethod
+    def forward(ctx, x, weight, *bias):
+        if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: input of shape {tuple(x.shape)} does not fit weight of shape "
+                             f"{tuple(weight.shape)} (expected input (..., {weight.shape[1] if weight.ndim == 2 else '?'}))")
+        if bias and bias[0].shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias has shape {tuple(bias[0].shape)}, expected ({weight.shape[0]},)")
+        ctx.save_for_backward(x, weight)
+        y = x @ weight.T
+        if bias:
+            y += bias[0]
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_arrays
+        g2 = grad.reshape(-1, grad.shape[-1])
+        dx = grad @ weight if ctx.needs_input_grad[0] else None
+        dw = g2.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        if len(ctx.needs_input_grad) == 3:
+            return dx, dw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)
+        return dx, dw

@@ -1,0 +1,131 @@
+"""Optimizers with PyTorch's update rules: ``SGD`` (with momentum) and ``Adam``.
+
+Both keep ``param_groups`` (a list with one dict of hyper-parameters and the parameter list, so a
+learning-rate schedule can write ``opt.param_groups[0]["lr"]``) and a per-parameter ``state``.
+``state_dict()`` returns plain numbers and NumPy arrays, keyed by parameter position, as PyTorch does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import backend
+from .tensor import Tensor
+
+
+class Optimizer:
+    defaults: dict = {}
+
+    def __init__(self, params, **hyper):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for p in params:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{type(self).__name__}: every parameter must be a Tensor with requires_grad=True")
+        group = dict(self.defaults)
+        group.update(hyper)
+        group["params"] = params
+        self.param_groups = [group]
+        self.state = [dict() for _ in params]
+
+    @property
+    def params(self):
+        return self.param_groups[0]["params"]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        group = self.param_groups[0]
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            self._update(p, p.grad.data, self.state[i], group)
+
+    def _update(self, p, g, state, group):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self):
+        """{"state": {index: {name: value}}, "param_groups": [hyper-parameters]} with NumPy arrays."""
+        state = {i: {k: (backend.to_numpy(v).copy() if not np.isscalar(v) else v) for k, v in s.items()}
+                 for i, s in enumerate(self.state) if s}
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        groups = state_dict["param_groups"]
+        if len(groups) != 1:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: expected 1 parameter group, got {len(groups)}")
+        for i, s in state_dict["state"].items():
+            i = int(i)
+            if i >= len(self.params):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter {i} but the "
+                                 f"optimizer has {len(self.params)} parameters")
+            p = self.params[i]
+            restored = {}
+            for k, v in s.items():
+                if np.isscalar(v) or np.ndim(v) == 0:
+                    restored[k] = v.item() if hasattr(v, "item") else v
+                else:
+                    if tuple(np.shape(v)) != p.shape:
+                        raise ValueError(f"{type(self).__name__}.load_state_dict: state {k!r} of parameter {i} "
+                                         f"has shape {tuple(np.shape(v))}, the parameter has {p.shape}")
+                    restored[k] = backend.to_device(np.asarray(v, dtype=p.dtype).copy(), p.device)
+            self.state[i] = restored
+        self.param_groups[0].update({k: v for k, v in groups[0].items() if k != "params"})
+
+
+class SGD(Optimizer):
+    """p <- p - lr * b, with b = momentum * b + g (b = g on the first step), as ``torch.optim.SGD``
+    (dampening 0, no Nesterov). ``weight_decay`` adds ``weight_decay * p`` to g."""
+
+    defaults = {"lr": None, "momentum": 0.0, "weight_decay": 0.0}
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        if lr is None or lr < 0:
+            raise ValueError(f"SGD: lr must be a non-negative number, got {lr!r}")
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def _update(self, p, g, state, group):
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p.data
+        if group["momentum"]:
+            buf = state.get("momentum_buffer")
+            buf = g.copy() if buf is None else group["momentum"] * buf + g
+            state["momentum_buffer"] = buf
+            g = buf
+        p.data = p.data - p.data.dtype.type(group["lr"]) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) exactly as ``torch.optim.Adam`` computes it:
+
+        m <- beta1 m + (1 - beta1) g          v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if lr < 0 or not all(0 <= b < 1 for b in betas) or eps < 0:
+            raise ValueError(f"Adam: invalid hyper-parameters lr={lr}, betas={betas}, eps={eps}")
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _update(self, p, g, state, group):
+        beta1, beta2 = group["betas"]
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p.data
+        if not state:
+            xp = backend.array_module(p.data)
+            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+        state["step"] += 1
+        t = state["step"]
+        dt = p.data.dtype.type
+        state["exp_avg"] = dt(beta1) * state["exp_avg"] + dt(1 - beta1) * g
+        state["exp_avg_sq"] = dt(beta2) * state["exp_avg_sq"] + dt(1 - beta2) * (g * g)
+        step_size = group["lr"] / (1 - beta1 ** t)
+        denom = backend.array_module(g).sqrt(state["exp_avg_sq"]) / dt(math.sqrt(1 - beta2 ** t)) + dt(group["eps"])
+        p.data = p.data - dt(step_size) * state["exp_avg"] / denom

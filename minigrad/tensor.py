@@ -1,0 +1,524 @@
+"""``Tensor``: an array, where it lives, and - when it takes part in a graph - the op that made it.
+
+A Tensor is a thin wrapper: ``.data`` is the raw NumPy or CuPy array and every operator dispatches to a
+:class:`~minigrad.autograd.Function` in ``minigrad/ops``. The names and semantics are PyTorch's.
+
+Dtype rules (PyTorch's, written down):
+
+* Python floats and lists of floats become ``float32``; NumPy/CuPy arrays keep their float dtype
+  (``float32`` or ``float64``); ``dtype=`` overrides. Integers stay integers (``int64`` for Python ints)
+  and booleans stay booleans.
+* A Python scalar in an expression takes the tensor's dtype (``x * 2`` stays float32).
+* Two tensors of different dtypes are promoted to the wider one (``float32 + float64 -> float64``,
+  ``int64 * float32 -> float32``) through a recorded cast, so the gradient reaching each input is in
+  that input's own dtype.
+* Only floating tensors may require gradients.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import autograd, backend
+
+
+def _is_float(dtype) -> bool:
+    return np.issubdtype(np.dtype(dtype), np.floating)
+
+
+def _as_array(data, dtype=None, device="cpu"):
+    """Turn user data (Tensor, array, scalar, nested list) into an array on ``device`` with minigrad's dtypes."""
+    device = backend.check_device(device)
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = backend.module_for(device)
+    if dtype is not None:
+        return xp.asarray(backend.to_device(data, device) if _is_array(data) else data, dtype=np.dtype(dtype))
+    if _is_array(data):
+        arr = backend.to_device(data, device)
+        if arr.dtype == np.float16 or _is_float(arr.dtype) or arr.dtype.kind in "iub":
+            return arr
+        raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
+    arr = np.asarray(data)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)  # Python floats -> float32, as torch.tensor does
+    elif arr.dtype.kind == "i":
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "fub":
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (dtype {arr.dtype})")
+    return xp.asarray(arr)
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
+
+
+class Tensor:
+    """A multi-dimensional array with an optional gradient.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or cupy.ndarray
+        The values. Assigning to ``data`` changes the tensor without recording anything (used by
+        optimizers).
+    grad : Tensor or None
+        Filled by :meth:`backward` for leaves with ``requires_grad=True``.
+    requires_grad : bool
+        Whether ops on this tensor are recorded for backpropagation.
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # make `numpy_array * tensor` call Tensor.__rmul__
+    __hash__ = object.__hash__  # __eq__ is elementwise, as in PyTorch
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        if device is None:
+            raw = data.data if isinstance(data, Tensor) else data
+            device = backend.device_of(raw) if _is_array(raw) else "cpu"
+        self.data = _as_array(data, dtype, device)
+        self.grad = None
+        self._node = None
+        self._retains_grad = False
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, array, node=None):
+        """Wrap an array an op produced (no copy, no dtype change); ``node`` is the op that made it."""
+        t = cls.__new__(cls)
+        t.data = array
+        t.grad = None
+        t._node = node
+        t._retains_grad = False
+        t._requires_grad = node is not None
+        return t
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if value and not _is_float(self.data.dtype):
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
+            )
+        if not value and self._node is not None:
+            raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; use detach()")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        """The op class that produced this tensor (None for leaves)."""
+        return None if self._node is None else self._node.fn
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self):
+        extra = ""
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.fn.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    # ----------------------------------------------------------------------------- conversion
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (a copy from the GPU; the array itself on the CPU)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a tensor with one element has an item, this one has shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self) -> "Tensor":
+        """A tensor sharing the same array, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def clone(self) -> "Tensor":
+        from .ops.elementwise import Clone
+
+        return Clone.apply(self)
+
+    def to(self, device=None, dtype=None) -> "Tensor":
+        """``to("cuda")``, ``to("cpu")``, ``to(np.float64)`` or both. Moving devices is recorded (the
+        gradient flows back to the original device); changing dtype is a recorded cast."""
+        if device is not None and not isinstance(device, str):
+            device, dtype = None, device
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            from .ops.elementwise import Cast
+
+            out = Cast.apply(out, dtype=np.dtype(dtype))
+        if device is not None and backend.check_device(device) != out.device:
+            from .ops.elementwise import ToDevice
+
+            out = ToDevice.apply(out, device=backend.check_device(device))
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    # ----------------------------------------------------------------------------- autograd
+    def backward(self, gradient=None, retain_graph=False):
+        """Backpropagate from this tensor. ``gradient`` defaults to 1 for a one-element tensor."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no grad_fn "
+                "(was it computed under no_grad, or from tensors without requires_grad=True?)"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: a gradient can be implied only for a one-element output, this one has shape "
+                    f"{self.shape}; pass gradient= with that shape"
+                )
+            g = self.data.dtype.type(1) * backend.array_module(self.data).ones_like(self.data)
+        else:
+            g = _as_array(gradient, dtype=self.dtype, device=self.device)
+            if g.shape != self.data.shape:
+                raise ValueError(f"backward: gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
+        autograd.backward(self, g, retain_graph=retain_graph)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this intermediate tensor too after ``backward()``."""
+        self._retains_grad = True
+        return self
+
+    def zero_grad_(self):
+        """Forget the accumulated gradient (``.grad = None``, which is what PyTorch's set_to_none does)."""
+        self.grad = None
+        return self
+
+    # ----------------------------------------------------------------------------- operators
+    def _other(self, other, op):
+        """A Python scalar or array as a constant tensor of this tensor's dtype and device."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (numbers.Number, np.number, np.bool_)):
+            dtype = self.dtype
+            if not _is_float(dtype) and isinstance(other, (float, np.floating)):
+                dtype = np.float32
+            return Tensor._wrap(backend.module_for(self.device).asarray(other, dtype=dtype))
+        if _is_array(other) or isinstance(other, (list, tuple)):
+            return Tensor(other, device=self.device)
+        raise TypeError(f"{op}: unsupported operand of type {type(other).__name__}")
+
+    def _binary(self, fn, other, reverse=False):
+        other = self._other(other, fn.name)
+        a, b = (other, self) if reverse else (self, other)
+        a, b = _promote(a, b)
+        return fn.apply(a, b)
+
+    def __add__(self, other):
+        from .ops.elementwise import Add
+        return self._binary(Add, other)
+
+    def __radd__(self, other):
+        from .ops.elementwise import Add
+        return self._binary(Add, other, reverse=True)
+
+    def __sub__(self, other):
+        from .ops.elementwise import Sub
+        return self._binary(Sub, other)
+
+    def __rsub__(self, other):
+        from .ops.elementwise import Sub
+        return self._binary(Sub, other, reverse=True)
+
+    def __mul__(self, other):
+        from .ops.elementwise import Mul
+        return self._binary(Mul, other)
+
+    def __rmul__(self, other):
+        from .ops.elementwise import Mul
+        return self._binary(Mul, other, reverse=True)
+
+    def __truediv__(self, other):
+        from .ops.elementwise import Div
+        return self._binary(Div, other)
+
+    def __rtruediv__(self, other):
+        from .ops.elementwise import Div
+        return self._binary(Div, other, reverse=True)
+
+    def __matmul__(self, other):
+        from .ops.matmul import MatMul
+        return self._binary(MatMul, other)
+
+    def __rmatmul__(self, other):
+        from .ops.matmul import MatMul
+        return self._binary(MatMul, other, reverse=True)
+
+    def __pow__(self, exponent):
+        """``x ** 2`` (a constant exponent: one input) or ``x ** y`` (a tensor exponent: two inputs)."""
+        from .ops.elementwise import Pow, PowScalar
+        if isinstance(exponent, Tensor):
+            return self._binary(Pow, exponent)
+        if not isinstance(exponent, (numbers.Real, np.number)):
+            raise TypeError(f"pow: unsupported exponent of type {type(exponent).__name__}")
+        return PowScalar.apply(self, exponent=float(exponent))
+
+    def __rpow__(self, base):
+        from .ops.elementwise import Pow
+        return self._binary(Pow, base, reverse=True)
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def __neg__(self):
+        from .ops.elementwise import Neg
+        return Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def _compare(self, other, name):
+        other = self._other(other, name)
+        return Tensor._wrap(getattr(self.data, name)(other.data))
+
+    def __eq__(self, other):
+        return self._compare(other, "__eq__")
+
+    def __ne__(self, other):
+        return self._compare(other, "__ne__")
+
+    def __lt__(self, other):
+        return self._compare(other, "__lt__")
+
+    def __le__(self, other):
+        return self._compare(other, "__le__")
+
+    def __gt__(self, other):
+        return self._compare(other, "__gt__")
+
+    def __ge__(self, other):
+        return self._compare(other, "__ge__")
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"bool: the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __getitem__(self, index):
+        from .ops.shape import GetItem
+        return GetItem.apply(self, index=_index_arrays(index))
+
+    # ----------------------------------------------------------------------------- elementwise
+    def exp(self):
+        from .ops.elementwise import Exp
+        return Exp.apply(self)
+
+    def log(self):
+        from .ops.elementwise import Log
+        return Log.apply(self)
+
+    def abs(self):
+        from .ops.elementwise import Abs
+        return Abs.apply(self)
+
+    def sqrt(self):
+        from .ops.elementwise import Sqrt
+        return Sqrt.apply(self)
+
+    def tanh(self):
+        from .ops.elementwise import Tanh
+        return Tanh.apply(self)
+
+    def sigmoid(self):
+        from .ops.elementwise import Sigmoid
+        return Sigmoid.apply(self)
+
+    def relu(self):
+        from .ops.elementwise import ReLU
+        return ReLU.apply(self)
+
+    # ----------------------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim=False):
+        from .ops.reduce import Sum
+        return Sum.apply(self, dim=_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        """Mean over ``dim`` (an int, a tuple, or None for all); ``x.mean(dim=(2, 3))`` is global average
+        pooling of an NCHW batch."""
+        from .ops.reduce import Mean
+        return Mean.apply(self, dim=_dims(dim, self.ndim, "mean"), keepdim=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """Largest value over ``dim`` (values only, unlike torch's (values, indices) pair for an int dim;
+        use :meth:`argmax` for the indices). Ties split the gradient evenly among the maxima."""
+        from .ops.reduce import Max
+        return Max.apply(self, dim=_dims(dim, self.ndim, "max"), keepdim=keepdim)
+
+    def logsumexp(self, dim, keepdim=False):
+        from .ops.reduce import LogSumExp
+        return LogSumExp.apply(self, dim=_dims(dim, self.ndim, "logsumexp"), keepdim=keepdim)
+
+    def softmax(self, dim):
+        from .ops.reduce import Softmax
+        return Softmax.apply(self, dim=_dims(dim, self.ndim, "softmax")[0])
+
+    def log_softmax(self, dim):
+        from .ops.reduce import LogSoftmax
+        return LogSoftmax.apply(self, dim=_dims(dim, self.ndim, "log_softmax")[0])
+
+    def argmax(self, dim=None, keepdim=False):
+        """Indices of the maxima (an int64 tensor, no gradient)."""
+        xp = backend.array_module(self.data)
+        if dim is None:
+            return Tensor._wrap(xp.asarray(self.data.argmax(), dtype=np.int64))
+        out = self.data.argmax(axis=dim)
+        if keepdim:
+            out = xp.expand_dims(out, dim)
+        return Tensor._wrap(out.astype(np.int64))
+
+    # ----------------------------------------------------------------------------- shape
+    def reshape(self, *shape):
+        from .ops.shape import Reshape
+        shape = _shape_args(shape)
+        return Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        shape = self.shape[:s] + (-1,) + self.shape[e + 1:]
+        return self.reshape(*shape)
+
+    def unsqueeze(self, dim):
+        d = dim % (self.ndim + 1)
+        return self.reshape(*self.shape[:d], 1, *self.shape[d:])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(*[n for n in self.shape if n != 1])
+        d = dim % max(self.ndim, 1)
+        if self.ndim == 0 or self.shape[d] != 1:
+            return self
+        return self.reshape(*self.shape[:d], *self.shape[d + 1:])
+
+    def permute(self, *dims):
+        from .ops.shape import Permute
+        dims = _shape_args(dims)
+        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: dims {dims} are not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        try:
+            dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        except IndexError:
+            raise ValueError(f"transpose: dims ({dim0}, {dim1}) out of range for shape {self.shape}") from None
+        return self.permute(*dims)
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim)))
+
+    def matmul(self, other):
+        return self @ other
+
+
+def _promote(a: Tensor, b: Tensor):
+    """Bring two tensors to a common dtype (NumPy's promotion), through recorded casts."""
+    if a.dtype == b.dtype:
+        return a, b
+    target = np.promote_types(a.dtype, b.dtype)
+    if not _is_float(target) and (_is_float(a.dtype) or _is_float(b.dtype)):
+        target = np.float32
+    return a.to(target), b.to(target)
+
+
+def _dims(dim, ndim, op):
+    """Normalise a ``dim`` argument to a tuple of non-negative axes (None -> all axes)."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise ValueError(f"{op}: dim {d} is out of range for a tensor with {ndim} dims")
+        out.append(int(d) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} repeats an axis")
+    return tuple(out)
+
+
+def _shape_args(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _index_arrays(index):
+    """Replace Tensors inside an index by their arrays (integer-array and boolean-mask indexing)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index

@@ -488,9 +488,10 @@ def _promote(a: Tensor, b: Tensor):
     """Bring two tensors to a common dtype (NumPy's promotion), through recorded casts."""
     if a.dtype == b.dtype:
         return a, b
-    target = np.promote_types(a.dtype, b.dtype)
-    if not _is_float(target) and (_is_float(a.dtype) or _is_float(b.dtype)):
-        target = np.float32
+    if _is_float(a.dtype) != _is_float(b.dtype):  # integer/bool with float: the float's dtype, as PyTorch
+        target = a.dtype if _is_float(a.dtype) else b.dtype
+    else:
+        target = np.promote_types(a.dtype, b.dtype)
     return a.to(target), b.to(target)
 
 

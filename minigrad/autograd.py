@@ -53,16 +53,24 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode(contextlib.ContextDecorator):
+    """Sets the grad mode on entry and restores the previous one on exit.
+
+    The previous modes are kept on a stack, not in one attribute: used as a decorator, one instance is
+    entered again by every (possibly recursive or nested) call of the decorated function, and each exit
+    must restore what its own entry saw.
+    """
+
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self._previous = []
 
     def __enter__(self):
-        self._previous = is_grad_enabled()
+        self._previous.append(is_grad_enabled())
         _state.grad_enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self._previous
+        _state.grad_enabled = self._previous.pop()
         return False
 
 
@@ -147,7 +155,7 @@ class Function:
         out = cls.forward(ctx, *(t.data for t in inputs), **options)
         if isinstance(out, np.generic):  # NumPy reductions to 0-d give scalars; keep arrays everywhere
             out = np.asarray(out)
-        if not record:
+        if not record or out.dtype.kind != "f":  # integer/bool results (x.long()) have no gradient
             return Tensor._wrap(out)
         ctx.inputs = inputs
         return Tensor._wrap(out, node=ctx)
@@ -210,7 +218,10 @@ def backward(root, grad, retain_graph=False):
 
     order = _topological_order(root)
     grads = {id(root): grad}
-    for tensor in reversed(order):
+    while order:
+        # Pop rather than iterate: once a tensor's gradient has been passed on, the walk holds no
+        # reference to it, so an intermediate result (and its array) is freed as soon as its node is done.
+        tensor = order.pop()
         g = grads.pop(id(tensor), None)
         if g is None:
             continue

@@ -39,11 +39,14 @@ class MatMul(Function):
         xp = array_module(grad)
         a2 = a if a.ndim > 1 else a[None, :]
         b2 = b if b.ndim > 1 else b[:, None]
+        # Give the gradient back the axes NumPy dropped for 1-D operands. The column axis of a 1-D b
+        # goes first: for vector @ vector the output is 0-d, and (,) -> (1,) -> (1, 1) only works in
+        # that order.
         g = grad
-        if a.ndim == 1:
-            g = xp.expand_dims(g, -2)
         if b.ndim == 1:
             g = xp.expand_dims(g, -1)
+        if a.ndim == 1:
+            g = xp.expand_dims(g, -2)
         da = db = None
         if ctx.needs_input_grad[0]:
             da = unbroadcast(g @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
@@ -64,6 +67,9 @@ class Linear(Function):
                              f"{tuple(weight.shape)} (expected input (..., {weight.shape[1] if weight.ndim == 2 else '?'}))")
         if bias and bias[0].shape != (weight.shape[0],):
             raise ValueError(f"linear: bias has shape {tuple(bias[0].shape)}, expected ({weight.shape[0]},)")
+        if any(a.dtype != x.dtype for a in (weight, *bias)):
+            got = ", ".join(f"{name} {a.dtype}" for name, a in zip(("input", "weight", "bias"), (x, weight, *bias)))
+            raise TypeError(f"linear: input, weight and bias must have one dtype, got {got}")
         ctx.save_for_backward(x, weight)
         y = x @ weight.T
         if bias:

@@ -15,9 +15,14 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     """A new tensor from data (Python numbers, nested lists, NumPy/CuPy arrays, a Tensor).
 
     Python floats become float32 and NumPy float64 arrays stay float64, as ``torch.tensor`` does;
-    Python ints become int64. ``dtype`` overrides both.
+    Python ints become int64. ``dtype`` overrides both. Like ``torch.tensor`` it always copies: the new
+    tensor never shares memory with the array (or Tensor) it was made from.
     """
-    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    source = data.data if isinstance(data, Tensor) else data
+    t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    if t.data is source:  # no conversion happened, so the caller's array came through as it was
+        t.data = t.data.copy()
+    return t
 
 
 def _filled(fill, shape, dtype, device, requires_grad):

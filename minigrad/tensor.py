@@ -103,7 +103,8 @@ class Tensor:
     def requires_grad(self, value):
         if value and not _is_float(self.data.dtype):
             raise TypeError(
-                f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
+                "requires_grad: only floating-point tensors can require gradients, this one has dtype "
+                f"{self.data.dtype} and shape {tuple(self.data.shape)}"
             )
         if not value and self._node is not None:
             raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; use detach()")
@@ -419,11 +420,11 @@ class Tensor:
 
     def softmax(self, dim):
         from .ops.reduce import Softmax
-        return Softmax.apply(self, dim=_dims(dim, self.ndim, "softmax")[0])
+        return Softmax.apply(self, dim=_dim1(dim, self.ndim, "softmax"))
 
     def log_softmax(self, dim):
         from .ops.reduce import LogSoftmax
-        return LogSoftmax.apply(self, dim=_dims(dim, self.ndim, "log_softmax")[0])
+        return LogSoftmax.apply(self, dim=_dim1(dim, self.ndim, "log_softmax"))
 
     def argmax(self, dim=None, keepdim=False):
         """Indices of the maxima (an int64 tensor, no gradient)."""
@@ -496,7 +497,10 @@ def _promote(a: Tensor, b: Tensor):
 
 
 def _dims(dim, ndim, op):
-    """Normalise a ``dim`` argument to a tuple of non-negative axes (None -> all axes)."""
+    """Normalise a ``dim`` argument to a tuple of non-negative axes (None -> all axes).
+
+    As in PyTorch, a 0-d tensor accepts dim 0 and -1; they name no real axis, so they become ``()``.
+    """
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
@@ -507,7 +511,16 @@ def _dims(dim, ndim, op):
         out.append(int(d) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {dim} repeats an axis")
-    return tuple(out)
+    return tuple(out) if ndim else ()
+
+
+def _dim1(dim, ndim, op):
+    """One axis, for the ops that work along a single dim (softmax, log_softmax)."""
+    if ndim == 0:
+        raise ValueError(f"{op}: needs a tensor with at least 1 dim, got a 0-d tensor")
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    return _dims(dim, ndim, op)[0]
 
 
 def _shape_args(shape):

@@ -43,13 +43,18 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            table = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
+            table = self._modules
         elif name in self.__dict__.get("_buffer_names", ()):
-            self._buffers[name] = value
+            table = self._buffers
         else:
             object.__setattr__(self, name, value)
+            return
+        # A plain attribute of that name (e.g. ``self.bias = None`` set earlier) would shadow the table
+        # entry, since __getattr__ is only consulted when normal lookup fails.
+        self.__dict__.pop(name, None)
+        table[name] = value
 
     def __getattr__(self, name):
         for table in ("_parameters", "_buffers", "_modules"):
@@ -138,20 +143,24 @@ class Module:
         return self
 
     # ----------------------------------------------------------------------------- state
+    def _named_state(self):
+        """(dotted name, tensor) of every parameter and buffer in PyTorch's state_dict order: module by
+        module (parent first), each module's parameters then its buffers. A parameter shared by two
+        modules appears under both names, as in PyTorch."""
+        for mod_prefix, m in self.named_modules():
+            for table in (m._parameters, m._buffers):
+                for name, t in table.items():
+                    if t is not None:
+                        yield (f"{mod_prefix}.{name}" if mod_prefix else name), t
+
     def state_dict(self):
         """Parameters and buffers by PyTorch-style dotted name, as NumPy arrays (copies)."""
-        out = OrderedDict()
-        for name, p in self.named_parameters():
-            out[name] = p.numpy().copy()
-        for name, b in self.named_buffers():
-            out[name] = b.numpy().copy()
-        return out
+        return OrderedDict((name, t.numpy().copy()) for name, t in self._named_state())
 
     def load_state_dict(self, state, strict=True):
         """Copy arrays into the parameters and buffers. Names and shapes are checked first, and nothing is
         changed unless everything fits: the error lists what is missing, unexpected or mis-shaped."""
-        own = dict(self.named_parameters())
-        own.update(self.named_buffers())
+        own = dict(self._named_state())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         shapes = [f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {own[k].shape}"

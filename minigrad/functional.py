@@ -12,6 +12,7 @@ import numpy as np
 from .ops import elementwise as _ew
 from .ops import loss as _loss
 from .ops import matmul as _mm
+from .ops import norm as _norm
 from .ops import shape as _shape
 from .backend import module_for
 from .tensor import Tensor
@@ -21,6 +22,7 @@ __all__ = [
     "logsumexp", "log_softmax", "softmax",
     "linear", "pad",
     "cross_entropy", "binary_cross_entropy_with_logits",
+    "batch_norm", "dropout",
 ]
 
 
@@ -112,3 +114,32 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
         target = target.to(logits.dtype)
     return _loss.BCEWithLogits.apply(logits, target, reduction=reduction)
 
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch norm over dim 1 of an (N, C) or (N, C, *spatial) input, as ``torch.nn.functional.batch_norm``.
+
+    Training mode normalises with the batch's mean and biased variance and updates ``running_mean`` /
+    ``running_var`` in place (``new = (1 - momentum) * old + momentum * batch``, unbiased variance);
+    evaluation mode uses the running statistics. With both running statistics None the batch's are used in
+    either mode (PyTorch's functional form raises in evaluation mode). Details: ``minigrad/ops/norm.py``.
+    """
+    _norm.check_batch_norm_args(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    params = tuple(t for t in (weight, bias) if t is not None)
+    return _norm.BatchNorm.apply(
+        x, *params, has_weight=weight is not None, has_bias=bias is not None,
+        running_mean=None if running_mean is None else running_mean.data,
+        running_var=None if running_var is None else running_var.data,
+        training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+def dropout(x, p=0.5, training=True):
+    """Inverted dropout, as ``torch.nn.functional.dropout``: zero each value with probability ``p`` and scale
+    the rest by 1 / (1 - p). Returns ``x`` itself in evaluation mode or when ``p == 0``; all zeros when
+    ``p == 1``. The mask comes from minigrad's seeded generator (``mg.manual_seed``)."""
+    _tensor(x, "dropout")
+    p = _norm.check_dropout_p("dropout", p)
+    if not training or p == 0.0:
+        return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: input must be floating point, got {x.dtype}")
+    return _norm.Dropout.apply(x, mask=_norm.dropout_mask(x.shape, p, x.dtype, x.device))

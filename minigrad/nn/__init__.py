@@ -2,5 +2,8 @@
 from . import init
 from .layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Tanh
 from .module import Module, Parameter
+from .norm import BatchNorm1d, BatchNorm2d
+from .dropout import Dropout
 
-__all__ = ["Module", "Parameter", "Linear", "LeakyReLU", "ReLU", "Tanh", "Identity", "Sequential", "init"]
+__all__ = ["Module", "Parameter", "Linear", "LeakyReLU", "ReLU", "Tanh", "Identity", "Sequential", "init",
+           "BatchNorm1d", "BatchNorm2d", "Dropout"]

@@ -84,9 +84,23 @@ def batch_stats(x):
     xp = array_module(x)
     axes = _reduce_axes(x.ndim)
     mean = x.mean(axis=axes, dtype=xp.float64)
-    centered = x - _per_channel(mean, x.ndim, x.dtype)  # two-pass: deviations from the mean, then their mean square
+    centered = _centered(x, mean)  # two passes: the mean, then the mean square of the deviations from it
     var = (centered * centered).mean(axis=axes, dtype=xp.float64)
     return mean, var
+
+
+def _centered(x, mean):
+    """``x - mean[c]`` in ``x``'s dtype, accurate even when |mean| >> std in float32.
+
+    Rounding the float64 mean to float32 first would shift every deviation by up to eps32 * |mean| (for
+    mean 1000 and std 0.01, 0.3% of a standard deviation). So the mean is split in two float32 parts,
+    ``hi`` (the mean rounded) and ``lo`` (what rounding lost, rounded): ``x - hi`` is exact for ``x`` near
+    ``hi`` (Sterbenz's lemma), and subtracting ``lo`` afterwards leaves a single rounding of the small result.
+    For float64 inputs ``lo`` is zero.
+    """
+    hi = mean.astype(x.dtype)
+    lo = (mean - hi).astype(x.dtype)
+    return (x - _per_channel(hi, x.ndim, x.dtype)) - _per_channel(lo, x.ndim, x.dtype)
 
 
 def _normalize(x, mean, scale, shift):
@@ -98,7 +112,7 @@ def _normalize(x, mean, scale, shift):
         norm_cpu.normalize(_ncs(x), mean, scale, shift, out.reshape(x.shape[0], x.shape[1], -1))
         return out
     c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
-    return (x - c(mean)) * c(scale) + c(shift)
+    return _centered(x, mean) * c(scale) + c(shift)
 
 
 def _backward_sums(g, x, mean, invstd):
@@ -110,7 +124,7 @@ def _backward_sums(g, x, mean, invstd):
         return sum_g, sum_gx * invstd
     xp = array_module(x)
     axes = _reduce_axes(x.ndim)
-    xhat = (x - _per_channel(mean, x.ndim, x.dtype)) * _per_channel(invstd, x.ndim, x.dtype)
+    xhat = _centered(x, mean) * _per_channel(invstd, x.ndim, x.dtype)
     return g.sum(axis=axes, dtype=xp.float64), (g * xhat).sum(axis=axes, dtype=xp.float64)
 
 
@@ -128,7 +142,7 @@ def _training_dx(g, x, mean, invstd, gamma, sum_g, sum_gxhat, count):
                              out.reshape(x.shape[0], x.shape[1], -1))
         return out
     c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
-    xhat = (x - c(mean)) * c(invstd)
+    xhat = _centered(x, mean) * c(invstd)
     return c(gamma * invstd) * (g - c(mean_g) - xhat * c(mean_gxhat))
 
 

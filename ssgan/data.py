@@ -1,0 +1,587 @@
+"""Datasets for the semi-supervised GAN: SVHN cropped digits and MNIST, as NumPy arrays.
+
+This module knows nothing about minigrad: it hands out plain NumPy arrays (images ``float32`` in NCHW
+layout scaled to [-1, 1], labels ``int64``) and index arrays for batching; the training loop wraps them
+in tensors. Read it top to bottom:
+
+1. **Where the files live.** One data directory holds ``svhn/`` and ``mnist/``. It is the ``--data-dir``
+   argument when given, else ``$SSGAN_DATA``, else a user cache folder (``$XDG_CACHE_HOME/ssgan``,
+   i.e. ``~/.cache/ssgan`` by default).
+2. **Getting a file.** :func:`ensure_file` checks a file's MD5 against the official one (once per process
+   and per file version: the digest is remembered by path, size and modification time) and downloads a
+   missing file on first use, with a progress bar, to a temporary name in the same folder that is renamed
+   only once its MD5 matches. Anything wrong (offline, missing with downloads disabled, truncated,
+   corrupt, unwritable folder) is one :class:`DatasetError` that names the file, its expected MD5, the
+   URL and where to put the file. Nothing is ever written into the data directory except by a download,
+   so a read-only directory that already holds the files works.
+3. **Reading a file.** SVHN's ``.mat`` files (``X`` is 32x32x3xN uint8, ``y`` is Nx1 with 10 meaning the
+   digit 0) go through ``scipy.io.loadmat``; MNIST's idx files are parsed here (magic number and sizes
+   checked) and the 28x28 digits padded with background to 32x32. :func:`load_dataset` returns a
+   :class:`Dataset` of ``(images, labels)``.
+4. **Which examples carry labels.** :func:`labeled_subset` picks ``n_labels`` indices, class-balanced and
+   seeded (or simply the first ``n_labels``, as the original notebook does).
+5. **Batches.** Each training step draws an unlabeled batch and a labeled batch (DESIGN.md section 7):
+   :func:`epoch_batches` walks once over a shuffled training set, :class:`LabeledCycler` cycles through
+   the labeled subset, reshuffled on every pass. All randomness comes from NumPy ``Generator`` objects the
+   caller passes in, so their ``bit_generator.state`` can be saved in a checkpoint and restored.
+
+``python -m ssgan.data svhn mnist`` downloads and checks the files ahead of time.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import secrets
+import struct
+import sys
+import urllib.request
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+__all__ = [
+    "DatasetError", "DatasetInfo", "Dataset", "DATASETS", "MD5", "MIRRORS",
+    "dataset_info", "default_data_dir", "resolve_data_dir", "add_data_dir_argument",
+    "ensure_file", "file_md5", "read_idx", "load_dataset", "labeled_subset",
+    "batches_per_epoch", "epoch_batches", "LabeledCycler",
+]
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, truncated, corrupt or cannot be downloaded; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The datasets: their files, official MD5 checksums and download mirrors
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset, and which files hold each split."""
+
+    name: str
+    num_channels: int
+    num_classes: int
+    image_size: int                  # images are image_size x image_size after loading
+    files: dict = field(hash=False)  # split ("train" / "test") -> tuple of file names
+
+
+DATASETS = {
+    "svhn": DatasetInfo("svhn", num_channels=3, num_classes=10, image_size=32, files={
+        "train": ("train_32x32.mat",),
+        "test": ("test_32x32.mat",),
+    }),
+    "mnist": DatasetInfo("mnist", num_channels=1, num_classes=10, image_size=32, files={
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    }),
+}
+
+# The official MD5 of every file. SVHN's are published on its site; MNIST's were computed from verified
+# copies of the official files.
+MD5 = {
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+# Base URLs to try, in order; a file's URL is base + file name.
+MIRRORS = {
+    "svhn": ("http://ufldl.stanford.edu/housenumbers/",),
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+}
+
+SPLITS = ("train", "test")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``"svhn"`` or ``"mnist"`` (channels, classes, image size, files)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. The data directory
+# --------------------------------------------------------------------------------------------------
+
+def default_data_dir() -> Path:
+    """``$SSGAN_DATA`` when set, else ``$XDG_CACHE_HOME/ssgan`` (``~/.cache/ssgan`` when that is unset)."""
+    env = os.environ.get("SSGAN_DATA")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache).expanduser() / "ssgan"
+
+
+def resolve_data_dir(data_dir=None) -> Path:
+    """The data directory: ``data_dir`` when given (e.g. ``--data-dir``), else :func:`default_data_dir`."""
+    if data_dir is None or str(data_dir) == "":
+        return default_data_dir()
+    return Path(data_dir).expanduser()
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--data-dir`` option to an argparse parser (resolve it with :func:`resolve_data_dir`)."""
+    parser.add_argument(
+        "--data-dir", default=None, metavar="DIR",
+        help="folder holding svhn/ and mnist/ (default: $SSGAN_DATA, else $XDG_CACHE_HOME/ssgan "
+             "or ~/.cache/ssgan); missing files are downloaded there")
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Getting a file: MD5 check, download
+# --------------------------------------------------------------------------------------------------
+
+# Digests already computed in this process, keyed by (real path, size, mtime in ns, inode): a file is
+# hashed again only when it changes. The digest is cached, not the verdict, so the check still follows MD5.
+_MD5_CACHE: dict = {}
+
+
+def file_md5(path) -> str:
+    """The MD5 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _md5_key(path: Path) -> tuple:
+    st = path.stat()
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _cached_md5(path: Path) -> str:
+    key = _md5_key(path)
+    if key not in _MD5_CACHE:
+        _MD5_CACHE[key] = file_md5(path)
+    return _MD5_CACHE[key]
+
+
+def _downloads_allowed(download) -> bool:
+    """``download=False`` or ``$SSGAN_OFFLINE`` set to 1/true/yes forbid downloads; the variable wins."""
+    if os.environ.get("SSGAN_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    return download is None or bool(download)
+
+
+def _urls(dataset: str, filename: str) -> list:
+    return [base + filename for base in MIRRORS[dataset]]
+
+
+def _what_to_do(dataset: str, filename: str, path: Path) -> str:
+    """The end of every error message about a file: where it comes from and where it must go."""
+    return (f"Expected MD5 {MD5[filename]}. Download it from {' or '.join(_urls(dataset, filename))} "
+            f"and save it as {path} (or point --data-dir / $SSGAN_DATA at a folder holding "
+            f"{dataset}/{filename}).")
+
+
+def _fetch_url(url: str, out, desc: str) -> None:
+    """Stream ``url`` into the open binary file ``out`` with a tqdm progress bar (the one network call).
+
+    Tests replace this function to make sure no network access is attempted.
+    """
+    from tqdm import tqdm
+
+    request = urllib.request.Request(url, headers={"User-Agent": "ssgan-data/0.1"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as bar:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _download(dataset: str, filename: str, path: Path) -> None:
+    """Download ``filename`` to ``path`` from the first mirror that serves a copy with the right MD5.
+
+    Each try writes to a temporary file in the same folder (so the final rename is atomic) and deletes
+    it on any failure, interruption included: the data directory never holds a partial file.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"{filename} is missing and cannot be downloaded: cannot create the folder "
+                           f"{folder} ({exc}). " + _what_to_do(dataset, filename, path)) from None
+    failures = []
+    for url in _urls(dataset, filename):
+        # A hidden name no other download uses; "x" mode creates it (with the usual umask permissions,
+        # unlike tempfile.mkstemp's owner-only ones) and never overwrites anything.
+        tmp = folder / f".{filename}.{secrets.token_hex(6)}.part"
+        try:
+            out = open(tmp, "xb")
+        except OSError as exc:
+            raise DatasetError(f"{filename} is missing and cannot be downloaded: cannot write in the folder "
+                               f"{folder} ({exc}). " + _what_to_do(dataset, filename, path)) from None
+        try:
+            with out:
+                _fetch_url(url, out, desc=filename)
+            got = file_md5(tmp)
+            if got != MD5[filename]:
+                size = tmp.stat().st_size
+                failures.append(f"{url}: got MD5 {got} ({size} bytes), a truncated or corrupt copy")
+                continue
+            os.replace(tmp, path)
+            _MD5_CACHE[_md5_key(path)] = got   # just checked: ensure_file need not hash it again
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure of one mirror becomes one line of the error
+            failures.append(f"{url}: {type(exc).__name__}: {exc}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise DatasetError(f"could not download {filename}:\n  " + "\n  ".join(failures) + "\n"
+                       + _what_to_do(dataset, filename, path))
+
+
+def ensure_file(dataset: str, filename: str, data_dir=None, *, download=None) -> Path:
+    """Return the path of a dataset file whose MD5 is checked, downloading it first when it is missing.
+
+    The file is ``<data_dir>/<dataset>/<filename>``. Downloads happen unless ``download=False`` or
+    ``$SSGAN_OFFLINE=1``. A file that is present but has the wrong MD5 (truncated or corrupt) is an error
+    and is left alone: delete it to download it again.
+    """
+    dataset_info(dataset)
+    if filename not in MD5:
+        raise ValueError(f"ensure_file: unknown file {filename!r}: expected one of {sorted(MD5)}")
+    path = resolve_data_dir(data_dir) / dataset / filename
+    if not path.is_file():
+        if not _downloads_allowed(download):
+            raise DatasetError(f"{filename} not found at {path} and downloads are disabled (download=False "
+                               f"or $SSGAN_OFFLINE=1). " + _what_to_do(dataset, filename, path))
+        _download(dataset, filename, path)
+    try:
+        got = _cached_md5(path)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path} ({exc}). " + _what_to_do(dataset, filename, path)) from None
+    if got != MD5[filename]:
+        raise DatasetError(f"{path} is truncated or corrupt: its MD5 is {got} ({path.stat().st_size} bytes). "
+                           f"Delete it to download it again, or replace it. "
+                           + _what_to_do(dataset, filename, path))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Reading the files
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One split of a dataset: ``images`` (N, C, 32, 32) float32 in [-1, 1] and ``labels`` (N,) int64.
+
+    ``len(dataset)`` is N, and ``images, labels = load_dataset(...)`` unpacks it.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self):
+        return iter((self.images, self.labels))
+
+
+def _to_unit_range(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [-1, 1]: x / 127.5 - 1 (0 -> -1, 255 -> 1), in a new contiguous array."""
+    out = np.ascontiguousarray(pixels, dtype=np.float32)
+    out /= np.float32(127.5)
+    out -= np.float32(1.0)
+    return out
+
+
+def _read_svhn(path: Path, remap_ten: bool) -> Dataset:
+    """Read an SVHN ``*_32x32.mat``: ``X`` (32, 32, 3, N) uint8 -> NCHW; ``y`` (N, 1) in 1..10."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is one clear error naming the file
+        raise DatasetError(f"{path}: cannot read it as a MATLAB .mat file "
+                           f"({type(exc).__name__}: {exc})") from None
+    if "X" not in mat or "y" not in mat:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetError(f"{path}: expected variables 'X' and 'y' (the SVHN layout), found {found}")
+    x, y = mat["X"], mat["y"]
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise DatasetError(f"{path}: 'X' should be 32x32x3xN uint8, got shape {x.shape} dtype {x.dtype}")
+    n = x.shape[3]
+    if y.size != n or (y.ndim == 2 and y.shape[1] != 1) or y.ndim > 2:
+        raise DatasetError(f"{path}: 'y' should be {n}x1 (one label per image), got shape {y.shape}")
+    labels = y.reshape(-1).astype(np.int64)
+    if n and (labels.min() < 1 or labels.max() > 10):
+        raise DatasetError(f"{path}: labels should be in 1..10 (10 is the digit 0), got "
+                           f"{labels.min()}..{labels.max()}")
+    if remap_ten:
+        labels[labels == 10] = 0
+    # (H, W, C, N) -> (N, C, H, W)
+    images = _to_unit_range(x.transpose(3, 2, 0, 1))
+    return Dataset(images, labels)
+
+
+IDX_UBYTE_1D = 0x00000801   # 2049: the labels file (unsigned bytes, 1 dimension)
+IDX_UBYTE_3D = 0x00000803   # 2051: the images file (unsigned bytes, 3 dimensions)
+
+
+def read_idx(path, expected_magic: int) -> np.ndarray:
+    """Read a gzip-compressed idx file of unsigned bytes (MNIST's format) into a uint8 array.
+
+    The idx header is a big-endian int32 magic number ``0x0000TTDD`` (``TT`` = 0x08 for unsigned bytes,
+    ``DD`` = number of dimensions), then one big-endian int32 per dimension, then the data in C order.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: not a complete gzip file ({type(exc).__name__}: {exc})") from None
+    if len(raw) < 4:
+        raise DatasetError(f"{path}: {len(raw)} bytes is too short for an idx header")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != expected_magic:
+        raise DatasetError(f"{path}: idx magic number is 0x{magic:08x}, expected 0x{expected_magic:08x} "
+                           f"(unsigned bytes, {expected_magic & 0xFF} dimensions)")
+    ndim = magic & 0xFF
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DatasetError(f"{path}: {len(raw)} bytes is too short for an idx header of {ndim} dimensions")
+    dims = struct.unpack(f">{ndim}I", raw[4:header_len])
+    expected = int(np.prod(dims))
+    if len(raw) - header_len != expected:
+        raise DatasetError(f"{path}: the header says {'x'.join(map(str, dims))} = {expected} bytes of data "
+                           f"but the file holds {len(raw) - header_len}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
+
+
+def _read_mnist(images_path: Path, labels_path: Path) -> Dataset:
+    """Read MNIST's idx images and labels; pad the 28x28 digits to 32x32 with background (0, i.e. -1)."""
+    digits = read_idx(images_path, IDX_UBYTE_3D)
+    labels = read_idx(labels_path, IDX_UBYTE_1D).astype(np.int64)
+    if digits.shape[1:] != (28, 28):
+        raise DatasetError(f"{images_path}: expected 28x28 images, the header says "
+                           f"{digits.shape[1]}x{digits.shape[2]}")
+    if len(labels) != len(digits):
+        raise DatasetError(f"{labels_path} holds {len(labels)} labels but {images_path} holds "
+                           f"{len(digits)} images")
+    if len(labels) and labels.max() > 9:
+        raise DatasetError(f"{labels_path}: labels should be digits 0..9, found {labels.max()}")
+    padded = np.pad(digits, ((0, 0), (2, 2), (2, 2)))   # zeros: MNIST's background
+    return Dataset(_to_unit_range(padded[:, None]), labels)
+
+
+def load_dataset(name: str, split: str = "train", data_dir=None, *, download=None,
+                 remap_ten: bool = True, fraction: float = 1.0) -> Dataset:
+    """Load one split of ``"svhn"`` or ``"mnist"`` as a :class:`Dataset` of NumPy arrays.
+
+    Args:
+        name: ``"svhn"`` (3 x 32 x 32) or ``"mnist"`` (1 x 32 x 32: 28x28 digits padded with background).
+        split: ``"train"`` or ``"test"``.
+        data_dir: the folder holding ``svhn/`` and ``mnist/``; ``None`` -> :func:`default_data_dir`.
+        download: ``False`` never touches the network (a missing file is then a :class:`DatasetError`);
+            ``None``/``True`` download missing files unless ``$SSGAN_OFFLINE=1``.
+        remap_ten: SVHN stores the digit 0 as label 10; ``True`` (the default) maps it to 0 so labels are
+            0..9. ``False`` keeps 1..10, as the original notebook did (its one-hot encoding of depth 10
+            turns label 10 into an all-zero row). Ignored for MNIST, whose labels are 0..9.
+        fraction: keep only the first ``int(fraction * N)`` examples, in file order. The notebook preset
+            tests on the first half of SVHN's test set (``fraction=0.5``), as the notebook's
+            ``int(len(test) * (1 - val_frac))`` split with ``val_frac=0.5`` did.
+
+    Returns:
+        ``Dataset(images, labels)``: images (N, C, 32, 32) float32 in [-1, 1] (x / 127.5 - 1), C-contiguous;
+        labels (N,) int64.
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ValueError(f"load_dataset: unknown split {split!r}: expected one of {SPLITS}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"load_dataset: fraction must be in (0, 1], got {fraction}")
+    paths = [ensure_file(name, f, data_dir, download=download) for f in info.files[split]]
+    data = _read_svhn(paths[0], remap_ten) if name == "svhn" else _read_mnist(*paths)
+    if fraction < 1.0:
+        keep = int(fraction * len(data))
+        data = Dataset(data.images[:keep].copy(), data.labels[:keep].copy())
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. The labeled subset
+# --------------------------------------------------------------------------------------------------
+
+def labeled_subset(labels, n_labels: int, seed=0, *, method: str = "balanced",
+                   num_classes=None) -> np.ndarray:
+    """Indices (sorted, int64) of the training examples whose labels the model may use.
+
+    ``method="balanced"`` (the default): ``n_labels / K`` examples of each of the ``K`` classes, drawn
+    without replacement by ``numpy.random.default_rng(seed)`` (a permutation of each class's indices, in
+    class order, so the same seed always gives the same subset). The classes are the distinct values of
+    ``labels``; pass ``num_classes`` to also check that all of them are present. ``n_labels`` must be a
+    multiple of ``K`` and no class may have fewer than ``n_labels / K`` examples.
+
+    ``method="first_n"``: the first ``n_labels`` examples, whatever their classes (the original notebook's
+    choice; ``seed`` is unused).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labeled_subset: labels must be a 1-D integer array, got shape {labels.shape} "
+                         f"dtype {labels.dtype}")
+    if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels <= 0:
+        raise ValueError(f"labeled_subset: n_labels must be a positive integer, got {n_labels!r}")
+    if n_labels > len(labels):
+        raise ValueError(f"labeled_subset: n_labels={n_labels} exceeds the {len(labels)} examples")
+    if method == "first_n":
+        return np.arange(n_labels, dtype=np.int64)
+    if method != "balanced":
+        raise ValueError(f"labeled_subset: unknown method {method!r}: expected 'balanced' or 'first_n'")
+    classes, counts = np.unique(labels, return_counts=True)
+    if num_classes is not None and len(classes) != num_classes:
+        raise ValueError(f"labeled_subset: expected {num_classes} classes, the labels hold {len(classes)}: "
+                         f"{classes.tolist()}")
+    if n_labels % len(classes):
+        raise ValueError(f"labeled_subset: n_labels={n_labels} is not a multiple of the "
+                         f"{len(classes)} classes")
+    per_class = n_labels // len(classes)
+    short = [f"class {c} has {k}" for c, k in zip(classes.tolist(), counts.tolist()) if k < per_class]
+    if short:
+        raise ValueError(f"labeled_subset: n_labels={n_labels} needs {per_class} examples of each class but "
+                         + ", ".join(short))
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Batches
+# --------------------------------------------------------------------------------------------------
+
+def _check_batching(where: str, n: int, batch_size: int, rng) -> None:
+    for arg, value in (("n", n), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{where}: {arg} must be a positive integer, got {value!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{where}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches in one epoch: ``n_train // batch_size`` (the incomplete last batch is dropped)."""
+    return n_train // batch_size
+
+
+def epoch_batches(n_train: int, batch_size: int, rng: np.random.Generator, *,
+                  start_batch: int = 0) -> Iterator[np.ndarray]:
+    """The unlabeled batches of one epoch: index arrays of length ``batch_size`` over a shuffled training set.
+
+    One epoch is one pass over ``rng.permutation(n_train)``, cut into ``n_train // batch_size`` batches;
+    the last ``n_train % batch_size`` indices of the permutation, too few for a full batch, are dropped for
+    that epoch (every batch then has the same size, which batch norm and the loss averages like; the next
+    epoch's permutation gives those examples their turn).
+
+    The permutation is drawn when this function is called, not lazily. To resume in the middle of an epoch,
+    restore ``rng.bit_generator.state`` to what it was before the epoch's call and pass ``start_batch``
+    (the number of batches already done); give this function its own Generator so nothing else moves it.
+    """
+    _check_batching("epoch_batches", n_train, batch_size, rng)
+    n_batches = batches_per_epoch(n_train, batch_size)
+    if n_batches == 0:
+        raise ValueError(f"epoch_batches: batch_size={batch_size} exceeds the {n_train} training examples")
+    if not 0 <= start_batch <= n_batches:
+        raise ValueError(f"epoch_batches: start_batch must be in [0, {n_batches}], got {start_batch}")
+    order = rng.permutation(n_train)
+    return (order[i * batch_size:(i + 1) * batch_size] for i in range(start_batch, n_batches))
+
+
+class LabeledCycler:
+    """Endless labeled batches: ``next(cycler)`` gives the next ``batch_size`` labeled indices.
+
+    The stream is an endless concatenation of independent permutations of ``indices`` (each drawn by
+    ``rng`` when the previous one is used up), cut into consecutive batches -- what Improved-GAN does by
+    tiling reshuffled copies of its labeled set. A batch may span the end of one permutation and the start
+    of the next, so when ``batch_size`` exceeds the number of labels a batch holds some examples twice (or
+    more) and may miss others: with 100 labels and batch 128, every batch has at least 28 repeated entries.
+    We chose this over sampling with replacement because over any whole number of passes every labeled
+    example is drawn exactly equally often (e.g. 25 batches of 128 = 32 passes over 100 labels), and,
+    when ``batch_size`` is at most the number of labels, a batch inside one pass holds no repeats.
+
+    ``state_dict()`` / ``load_state_dict()`` save and restore the position, the current permutation and
+    ``rng``'s state, so a resumed run draws the same batches. Give the cycler its own Generator.
+    """
+
+    def __init__(self, indices, batch_size: int, rng: np.random.Generator):
+        indices = np.asarray(indices)
+        if indices.ndim != 1 or len(indices) == 0 or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"LabeledCycler: indices must be a non-empty 1-D integer array, got shape "
+                             f"{indices.shape} dtype {indices.dtype}")
+        _check_batching("LabeledCycler", len(indices), batch_size, rng)
+        self.indices = indices.astype(np.int64)
+        self.batch_size = int(batch_size)
+        self.rng = rng
+        self._order = self.rng.permutation(self.indices)
+        self._position = 0   # how much of self._order has been handed out
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        parts, needed = [], self.batch_size
+        while needed:
+            if self._position == len(self._order):   # this pass is used up: reshuffle
+                self._order = self.rng.permutation(self.indices)
+                self._position = 0
+            take = min(needed, len(self._order) - self._position)
+            parts.append(self._order[self._position:self._position + take])
+            self._position += take
+            needed -= take
+        return np.concatenate(parts)
+
+    def state_dict(self) -> dict:
+        """Everything that determines the next batches (arrays copied, so later draws do not change it)."""
+        return {"order": self._order.copy(), "position": self._position,
+                "rng_state": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (the rng must be of the same bit generator type)."""
+        order = np.asarray(state["order"], dtype=np.int64)
+        if order.shape != self.indices.shape or not np.array_equal(np.sort(order), np.sort(self.indices)):
+            raise ValueError("LabeledCycler.load_state_dict: the saved order is not a permutation of this "
+                             "cycler's indices")
+        if not 0 <= int(state["position"]) <= len(order):
+            raise ValueError(f"LabeledCycler.load_state_dict: position {state['position']} is out of "
+                             f"[0, {len(order)}]")
+        self._order = order.copy()
+        self._position = int(state["position"])
+        self.rng.bit_generator.state = state["rng_state"]
+
+
+# --------------------------------------------------------------------------------------------------
+# python -m ssgan.data: fetch and check the files ahead of time
+# --------------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssgan.data", description="Download (when missing) and check the dataset files.")
+    parser.add_argument("datasets", nargs="+", choices=sorted(DATASETS))
+    add_data_dir_argument(parser)
+    parser.add_argument("--no-download", action="store_true", help="only check the files that are there")
+    args = parser.parse_args(argv)
+    try:
+        for name in args.datasets:
+            for split in SPLITS:
+                data = load_dataset(name, split, args.data_dir, download=not args.no_download)
+                print(f"{name} {split}: images {data.images.shape} {data.images.dtype}, "
+                      f"labels {np.bincount(data.labels).tolist()} per class")
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,7 +46,7 @@ def save_npz_atomic(path, arrays: dict, meta: dict) -> None:
     path = Path(path)
     if META_KEY in arrays:
         raise ValueError(f"save_npz_atomic: {META_KEY!r} is reserved for the metadata")
-    payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    payload = {k: np.asarray(v) for k, v in arrays.items()}  # (ascontiguousarray would turn 0-d into 1-d)
     payload[META_KEY] = np.array(json.dumps(dict(meta, format=FORMAT), sort_keys=True, allow_nan=False))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -1,0 +1,145 @@
+"""``python -m ssgan.evaluate --checkpoint PATH``: accuracy, per-class accuracy and the confusion matrix of a
+trained discriminator on the full test set.
+
+The model and the dataset come from the config stored in the checkpoint, so only the checkpoint is needed
+(plus ``--data-dir`` / ``--device`` when they differ from the training machine's). Evaluation runs in
+evaluation mode (no dropout; batch norm with its running statistics, except under the notebook preset,
+whose batch norm always uses the batch's statistics), in batches, without building a graph.
+
+The helpers :func:`predict`, :func:`confusion_matrix` and :func:`per_class_accuracy` are also what the
+training loop uses for its per-epoch accuracies.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+import minigrad as mg
+
+from . import checkpoint as ckpt
+from . import data
+
+
+def predict(model, images: np.ndarray, batch_size: int = 500, device: str = "cpu") -> np.ndarray:
+    """Predicted classes (int64, one per image) of ``model`` (a Discriminator) for (N, C, H, W) ``images``.
+
+    The model is put in evaluation mode for the call and given back in the mode it was in.
+    """
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with mg.no_grad():
+            for start in range(0, len(images), batch_size):
+                logits, _ = model(mg.tensor(images[start:start + batch_size], device=device))
+                out.append(logits.argmax(dim=1).numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts ``m[true, predicted]``. Rows run over every label present (so a label outside the classes,
+    like the notebook preset's 10, gets a row of its own), columns over the ``num_classes`` classes."""
+    labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"confusion_matrix: {labels.shape} labels but {predictions.shape} predictions")
+    rows = max(num_classes, int(labels.max()) + 1 if labels.size else 0)
+    m = np.zeros((rows, num_classes), dtype=np.int64)
+    np.add.at(m, (labels, predictions), 1)
+    return m
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Per true class (row): correct / examples (NaN for a class with no examples). Row k is right only in
+    column k, so a row beyond the columns (an out-of-range label) has accuracy 0."""
+    totals = matrix.sum(axis=1)
+    diag = np.array([matrix[k, k] if k < matrix.shape[1] else 0 for k in range(matrix.shape[0])])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, diag / np.maximum(totals, 1), np.nan)
+
+
+def format_report(matrix: np.ndarray) -> str:
+    """The confusion matrix with a per-class accuracy column, as text."""
+    rows, cols = matrix.shape
+    width = max(6, len(str(int(matrix.max()))) + 1 if matrix.size else 6)
+    acc = per_class_accuracy(matrix)
+    head = "true\\pred" + "".join(f"{k:>{width}}" for k in range(cols)) + "   accuracy   count"
+    lines = [head]
+    for r in range(rows):
+        a = "      -" if np.isnan(acc[r]) else f"{acc[r]:>9.4f}"
+        lines.append(f"{r:>9}" + "".join(f"{int(v):>{width}}" for v in matrix[r]) + f"  {a}  {int(matrix[r].sum()):>6}")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500) -> dict:
+    """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set."""
+    from .models import Discriminator
+    from .train import DROP_RATE
+
+    arrays, meta = ckpt.load_npz(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ckpt.CheckpointError(f"checkpoint {path} has no run config")
+    info = data.dataset_info(config["dataset"])
+    notebook = config.get("preset") == "notebook"
+    model = Discriminator(info.num_channels, config["d_width"], info.num_classes,
+                          drop_rate=0.0 if notebook else DROP_RATE, notebook=notebook)
+    ckpt.unpack_state(path, arrays, meta, {"D": model}, {})
+    model.to(device)
+    test = data.load_dataset(config["dataset"], "test", data_dir if data_dir is not None else config.get("data_dir"),
+                             remap_ten=not notebook)
+    if notebook:
+        batch_size = config["batch_size"]  # batch statistics at test time: evaluate in training-size batches
+    preds = predict(model, test.images, batch_size, device)
+    matrix = confusion_matrix(test.labels, preds, info.num_classes)
+    return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),
+            "epoch": meta.get("epoch"), "step": meta.get("step"), "test_images": len(test),
+            "test_acc": float(np.mean(preds == test.labels)),
+            "per_class_acc": [None if np.isnan(a) else float(a) for a in per_class_accuracy(matrix)],
+            "confusion_matrix": matrix.tolist()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ssgan.evaluate",
+        description="Test accuracy, per-class accuracy and confusion matrix of a checkpoint's discriminator "
+                    "on the full test set of the dataset it was trained on.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint.npz written by ssgan.train")
+    data.add_data_dir_argument(p)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run; default cpu")
+    p.add_argument("--batch-size", type=int, default=500, metavar="B",
+                   help="images per forward pass; default 500 (the result does not depend on it, except under "
+                        "the notebook preset, which uses its training batch size)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    args = p.parse_args(argv)
+    try:
+        if args.device == "cuda" and not mg.cuda_available():
+            raise ckpt.CheckpointError("--device cuda: CuPy is not installed or sees no GPU")
+        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size)
+    except (ckpt.CheckpointError, data.DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = np.array(result["confusion_matrix"])
+    epoch = result["epoch"]
+    print(f"checkpoint {result['checkpoint']} ({result['dataset']}, preset {result['preset']}, "
+          f"{epoch} epochs done, step {result['step']})")
+    print(f"test accuracy: {result['test_acc']:.4f} on {result['test_images']} images")
+    if result["preset"] == "notebook" and m.shape[0] > m.shape[1]:
+        print("(notebook preset: SVHN label 10, the digit 0, was kept as in the notebook and never matches a class)")
+    print("confusion matrix (rows: true class, columns: predicted class):")
+    print(format_report(m))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .ops import conv as _conv
 from .ops import elementwise as _ew
 from .ops import loss as _loss
 from .ops import matmul as _mm
@@ -23,6 +24,7 @@ __all__ = [
     "linear", "pad",
     "cross_entropy", "binary_cross_entropy_with_logits",
     "batch_norm", "dropout",
+    "conv2d", "conv_transpose2d",
 ]
 
 
@@ -143,3 +145,17 @@ def dropout(x, p=0.5, training=True):
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: input must be floating point, got {x.dtype}")
     return _norm.Dropout.apply(x, mask=_norm.dropout_mask(x.shape, p, x.dtype, x.device))
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution of an (N, Cin, H, W) batch with ``weight`` (Cout, Cin, kH, kW), as
+    ``torch.nn.functional.conv2d`` (a cross-correlation; no dilation or groups). ``stride`` and ``padding``
+    are ints or (height, width) pairs. How it is computed: ``minigrad/ops/conv.py``."""
+    return _conv.conv2d(x, weight, bias, stride=stride, padding=padding)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Transposed 2-D convolution of an (N, Cin, H, W) batch with ``weight`` (Cin, Cout, kH, kW), as
+    ``torch.nn.functional.conv_transpose2d`` (no dilation or groups): the adjoint of conv2d, with output
+    size (H - 1) * stride - 2 * padding + kH + output_padding and ``output_padding < stride``."""
+    return _conv.conv_transpose2d(x, weight, bias, stride=stride, padding=padding, output_padding=output_padding)

@@ -1,9 +1,10 @@
 """Layers and models: ``from minigrad import nn``."""
 from . import init
+from .conv import Conv2d, ConvTranspose2d
 from .layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Tanh
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d
 from .dropout import Dropout
 
 __all__ = ["Module", "Parameter", "Linear", "LeakyReLU", "ReLU", "Tanh", "Identity", "Sequential", "init",
-           "BatchNorm1d", "BatchNorm2d", "Dropout"]
+           "BatchNorm1d", "BatchNorm2d", "Dropout", "Conv2d", "ConvTranspose2d"]

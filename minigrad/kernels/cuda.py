@@ -1,0 +1,119 @@
+"""The GPU convolution kernels: ``im2col`` and ``col2im`` as CuPy ``ElementwiseKernel`` s.
+
+Same names, arguments and results as the reference in ``im2col.py`` (read that first). The matrix
+products around them are ``cupy.matmul`` calls in ``ops/conv.py``, i.e. cuBLAS; no cuDNN.
+
+One CUDA thread per output element, and no thread ever writes where another one does:
+
+* ``im2col``: a thread per entry of the column matrix (C*kH*kW, N*OH*OW) works out which input pixel
+  the entry copies - or that it lies in the padding - and reads it.
+* ``col2im``: a thread per *image pixel* gathers every column entry that was copied from that pixel
+  and adds them up. (Scattering from the columns instead would need atomic adds, which make float sums
+  depend on thread timing; gathering gives the same result on every run.) For padded pixel row
+  ``yp = y + pH`` the windows that cover it are those with ``oy * sH + ky == yp``: ``ky`` runs over
+  ``yp % sH, yp % sH + sH, ...`` (below ``kH`` and not above ``yp``) with ``oy = (yp - ky) / sH``, which
+  must also be below OH. The same holds for columns.
+
+The moves between NCHW and channel rows and the bias sum are single CuPy array expressions already
+(one kernel each), so the reference functions are used for them unchanged.
+
+CuPy is imported lazily (the first time a kernel is needed, through ``minigrad.backend``), so this module
+imports on machines without it. The kernel bodies are plain C (no CUDA-only syntax), which lets the tests
+compile them with the host's C compiler and check their index arithmetic where there is no GPU.
+"""
+from __future__ import annotations
+
+import functools
+
+from ..backend import cupy_module
+from .im2col import channel_sum, from_channel_rows, output_size, to_channel_rows
+
+__all__ = ["im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum"]
+
+#: Scalar parameters shared by both kernels (the geometry of the convolution).
+GEOMETRY_PARAMS = ("int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
+                   "int32 ph, int32 pw, int32 oh, int32 ow")
+
+#: Body of the im2col kernel; ``i`` is the index of the column-matrix entry ``col`` it writes.
+IM2COL_BODY = r"""
+const long long positions = (long long)n * oh * ow;     /* columns of the matrix: (b, oy, ox) */
+const long long row = i / positions;                    /* row: (ch, ky, kx) */
+const long long column = i - row * positions;
+const int kx = (int)(row % kw);
+const int ky = (int)((row / kw) % kh);
+const int ch = (int)(row / ((long long)kw * kh));
+const int ox = (int)(column % ow);
+const int oy = (int)((column / ow) % oh);
+const long long b = column / ((long long)ow * oh);
+const int iy = oy * sh + ky - ph;                       /* the pixel this entry copies, */
+const int ix = ox * sw + kx - pw;                       /* in unpadded coordinates */
+if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+    col = x[((b * c + ch) * h + iy) * w + ix];
+} else {
+    col = (T)0;                                         /* the padding */
+}
+"""
+
+#: Body of the col2im kernel; ``i`` is the index of the image pixel ``img`` it writes.
+COL2IM_BODY = r"""
+const long long positions = (long long)n * oh * ow;
+const int xx = (int)(i % w);
+const int yy = (int)((i / w) % h);
+const int ch = (int)((i / ((long long)w * h)) % c);
+const long long b = i / ((long long)w * h * c);
+const int yp = yy + ph;                                 /* the pixel in padded coordinates */
+const int xp = xx + pw;
+T total = bias[ch];
+for (int ky = yp % sh; ky < kh && ky <= yp; ky += sh) {
+    const int oy = (yp - ky) / sh;                      /* window row whose tap ky lands on yp */
+    if (oy >= oh) continue;
+    for (int kx = xp % sw; kx < kw && kx <= xp; kx += sw) {
+        const int ox = (xp - kx) / sw;
+        if (ox >= ow) continue;
+        total += cols[(((long long)ch * kh + ky) * kw + kx) * positions + (b * oh + oy) * ow + ox];
+    }
+}
+img = total;
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """Build (once) the two ElementwiseKernels; CuPy compiles each per dtype on first launch."""
+    cp = cupy_module()
+    im2col_kernel = cp.ElementwiseKernel("raw T x, " + GEOMETRY_PARAMS, "T col", IM2COL_BODY, "minigrad_im2col")
+    col2im_kernel = cp.ElementwiseKernel("raw T cols, raw T bias, " + GEOMETRY_PARAMS, "T img", COL2IM_BODY,
+                                         "minigrad_col2im")
+    return im2col_kernel, col2im_kernel
+
+
+def _geometry(image_shape, kernel_size, stride, padding):
+    n, c, h, w = image_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+    return (n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
+def im2col(x, kernel_size, stride, padding):
+    """CUDA version of :func:`minigrad.kernels.im2col.im2col`: (N, C, H, W) -> (C*kH*kW, N*OH*OW)."""
+    cp = cupy_module()
+    x = cp.ascontiguousarray(x)
+    geometry = _geometry(x.shape, kernel_size, stride, padding)
+    n, c, _, _, kh, kw, _, _, _, _, oh, ow = geometry
+    cols = cp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    if cols.size:
+        _kernels()[0](x, *geometry, cols)
+    return cols
+
+
+def col2im(cols, image_shape, kernel_size, stride, padding, bias=None):
+    """CUDA version of :func:`minigrad.kernels.im2col.col2im`: (C*kH*kW, N*OH*OW) -> ``image_shape``."""
+    cp = cupy_module()
+    cols = cp.ascontiguousarray(cols)
+    geometry = _geometry(image_shape, kernel_size, stride, padding)
+    c = geometry[1]
+    bias = cp.zeros(c, dtype=cols.dtype) if bias is None else cp.ascontiguousarray(bias, dtype=cols.dtype)
+    img = cp.empty(tuple(image_shape), dtype=cols.dtype)
+    if img.size:
+        _kernels()[1](cols, bias, *geometry, img)
+    return img

@@ -4,9 +4,6 @@ Every numeric test runs on the numba kernels and on the NumPy reference (``MINIG
 PyTorch, when importable, is the outside reference for the forward pass, the gradients and the running
 statistics.
 """
-import contextlib
-import os
-
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -14,6 +11,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
+from minigrad import kernels as mg_kernels
 from minigrad import nn
 from minigrad.ops import norm as norm_ops
 from minigrad.testing.gradcheck import GradcheckError, gradcheck
@@ -27,18 +25,9 @@ needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed
 MODES = ("numba", "reference")
 
 
-@contextlib.contextmanager
 def kernels(mode):
-    """Run the block with the numba kernels ("numba") or the NumPy reference path ("reference")."""
-    old = os.environ.get("MINIGRAD_KERNELS")
-    os.environ["MINIGRAD_KERNELS"] = "reference" if mode == "reference" else "fast"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINIGRAD_KERNELS"]
-        else:
-            os.environ["MINIGRAD_KERNELS"] = old
+    """Run a block with the numba kernels ("numba") or the NumPy reference path ("reference")."""
+    return mg_kernels.use("reference" if mode == "reference" else "fast")
 
 
 def spread_input(rng, shape, dtype=np.float64, loc=0.0, scale=1.0):
@@ -235,6 +224,16 @@ def test_float32_statistics_survive_a_large_mean(mode):
     # Subtracting the mean rounded to float32 would offset every output by ~2e-3 here; it must not.
     np.testing.assert_allclose(y.std(axis=(0, 2, 3), dtype=np.float64), 1.0, rtol=1e-5)
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3), dtype=np.float64), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_in_a_channel_stays_in_that_channel(mode):
+    x = spread_input(np.random.default_rng(17), (4, 3, 2, 2), np.float32)
+    x[2, 1, 0, 1] = np.nan
+    with kernels(mode), np.errstate(invalid="ignore"):
+        y = F.batch_norm(mg.tensor(x), None, None, training=True).numpy()
+    assert np.isnan(y[:, 1]).all()
+    assert np.isfinite(y[:, [0, 2]]).all()
 
 
 def test_running_stats_are_not_part_of_the_graph():

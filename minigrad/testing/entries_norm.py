@@ -1,0 +1,150 @@
+"""Registry entries for batch norm and dropout (see :mod:`minigrad.testing.registry` for the fields).
+
+Batch norm has two entries, one per mode, because the two are different functions of ``x``: training
+mode normalises with the batch's statistics (every output depends on every input of its channel),
+evaluation mode with the running statistics (an affine map). Each case draws a 2-D or 4-D input, affine
+or not; the running statistics are options (they are never differentiated), turned into Tensors of the
+input's dtype and device by ``fn``.
+
+Batch norm is ill-conditioned on a channel whose values are nearly equal (the gradient grows like
+1/std), so training-mode cases keep every channel's variance above 0.05; values are NumPy normal draws
+from a drawn seed, with a drawn offset and spread.
+
+Dropout has two entries as well: the op with a fixed mask (``ops.norm.Dropout`` takes the mask as an
+option, which is how a gradient check holds it still), and ``F.dropout`` on the settings where it is
+deterministic on every device (``p`` of 0 or 1, evaluation mode). Its random behaviour (rate,
+expectation, seeding) is tested in tests/test_dropout.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from .. import backend
+from .. import functional as F
+from ..ops.norm import BatchNorm, Dropout
+from ..tensor import Tensor
+from .registry import Case, OpSpec, register
+
+# ------------------------------------------------------------------------------------------- batch norm
+
+
+@st.composite
+def _batch_norm_cases(draw, training):
+    c = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, 3)), c, draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    else:
+        shape = (draw(st.integers(2, 5)), c)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 2.0) + rng.uniform(-3.0, 3.0)
+    if training:
+        assume(x.size // c > 1)
+        assume(x.var(axis=(0,) + tuple(range(2, x.ndim))).min() > 0.05)
+    arrays = (x,)
+    if draw(st.booleans()):  # affine
+        arrays += (rng.uniform(0.5, 2.0, c) * rng.choice([-1.0, 1.0], c), rng.standard_normal(c))
+    with_stats = not training or draw(st.booleans())
+    options = dict(
+        training=training,
+        running_mean=rng.standard_normal(c) if with_stats else None,
+        running_var=rng.uniform(0.5, 2.0, c) if with_stats else None,
+        momentum=draw(st.sampled_from([0.1, 0.5])),
+        eps=draw(st.sampled_from([1e-5, 1e-3])),
+    )
+    return Case(arrays, options)
+
+
+def _stat(values, x):
+    """A running statistic (option) as a Tensor of ``x``'s dtype on ``x``'s device, or None."""
+    if values is None:
+        return None
+    return Tensor(backend.to_device(np.array(values, dtype=x.dtype), x.device))
+
+
+def _batch_norm_fn(x, *params, training, running_mean, running_var, momentum, eps):
+    w, b = params if params else (None, None)
+    return F.batch_norm(x, _stat(running_mean, x), _stat(running_var, x), w, b, training=training,
+                        momentum=momentum, eps=eps)
+
+
+def _batch_norm_ref(x, *params, training, running_mean, running_var, momentum, eps):
+    axes = (0,) + tuple(range(2, x.ndim))
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    if training or running_mean is None:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    else:
+        mean, var = np.asarray(running_mean), np.asarray(running_var)
+    y = (x - mean.reshape(view)) / np.sqrt(var.reshape(view) + eps)
+    if params:
+        y = y * params[0].reshape(view) + params[1].reshape(view)
+    return y
+
+
+def _batch_norm_torch(torch, x, *params, training, running_mean, running_var, momentum, eps):
+    w, b = params if params else (None, None)
+    stat = (lambda v: None if v is None else torch.tensor(np.array(v), dtype=x.dtype))
+    return torch.nn.functional.batch_norm(x, stat(running_mean), stat(running_var), w, b, training=training,
+                                          momentum=momentum, eps=eps)
+
+
+for _training in (True, False):
+    register(OpSpec(
+        name="batch_norm_" + ("train" if _training else "eval"),
+        fn=_batch_norm_fn,
+        cases=_batch_norm_cases(_training),
+        reference=_batch_norm_ref,
+        covers=(BatchNorm, "F.batch_norm"),
+        torch_reference=_batch_norm_torch,
+        directions=True,
+        rtol={np.float32: 1e-4},
+        atol={np.float32: 1e-5},
+        notes="float32 forward tolerance: outputs are O(1) but |x - mean| / std amplifies float32 rounding "
+              "of x by up to ~1/0.2; the statistics themselves are float64.",
+    ))
+
+# ------------------------------------------------------------------------------------------- dropout
+
+
+@st.composite
+def _dropout_mask_cases(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    p = draw(st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+    mask = np.where(rng.uniform(size=shape) >= p, 1.0 / (1.0 - p), 0.0)
+    return Case((rng.standard_normal(shape),), {"mask": mask})
+
+
+def _dropout_mask_fn(x, mask):
+    return Dropout.apply(x, mask=backend.to_device(np.asarray(mask, dtype=x.dtype), x.device))
+
+
+register(OpSpec(
+    name="dropout_mask",
+    fn=_dropout_mask_fn,
+    cases=_dropout_mask_cases(),
+    reference=lambda x, mask: x * mask,
+    covers=(Dropout,),
+    notes="The op behind F.dropout with its mask given: x * mask, gradient upstream * mask.",
+))
+
+
+@st.composite
+def _f_dropout_cases(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    p, training = draw(st.sampled_from([(0.0, True), (1.0, True), (0.5, False), (1.0, False)]))
+    return Case((rng.standard_normal(shape),), {"p": p, "training": training})
+
+
+register(OpSpec(
+    name="dropout",
+    fn=lambda x, p, training: F.dropout(x, p=p, training=training),
+    cases=_f_dropout_cases(),
+    reference=lambda x, p, training: x * 0.0 if training and p == 1.0 else x,
+    covers=("F.dropout",),
+    torch_reference=lambda torch, x, p, training: torch.nn.functional.dropout(x, p=p, training=training),
+    notes="Only the settings that are deterministic on every device (so CPU, CUDA and PyTorch agree); the "
+          "random masks are tested in tests/test_dropout.py.",
+))

@@ -356,6 +356,15 @@ def test_batch_norm_bad_inputs():
     assert y.shape == (1, 3)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_batch_in_eval_mode(mode):
+    x = mg.zeros(0, 3, 2, 2, requires_grad=True)
+    with kernels(mode):
+        y = F.batch_norm(x, mg.zeros(3), mg.ones(3), mg.ones(3, requires_grad=True), None, training=False)
+        y.sum().backward()
+    assert y.shape == (0, 3, 2, 2) and x.grad.shape == (0, 3, 2, 2)
+
+
 # ------------------------------------------------------------------------- modules
 @pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm1d, (6, 4, 3)),
                                         (nn.BatchNorm2d, (5, 4, 3, 2))])

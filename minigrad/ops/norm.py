@@ -56,8 +56,10 @@ def use_numba(x) -> bool:
 
 def _ncs(a):
     """View an (N, C, *spatial) array as a C-contiguous (N, C, S) array (copying only if it must)."""
-    a = np.ascontiguousarray(a)
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    spatial = 1
+    for n in a.shape[2:]:
+        spatial *= n
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], spatial)
 
 
 def _per_channel(v, ndim, dtype):
@@ -104,7 +106,7 @@ def _normalize(x, mean, scale, shift):
         from ..kernels import norm_cpu
 
         out = np.empty(x.shape, dtype=x.dtype)
-        norm_cpu.normalize(_ncs(x), mean, scale, shift, out.reshape(x.shape[0], x.shape[1], -1))
+        norm_cpu.normalize(_ncs(x), mean, scale, shift, _ncs(out))
         return out
     c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
     return _centered(x, mean) * c(scale) + c(shift)
@@ -133,8 +135,7 @@ def _training_dx(g, x, mean, invstd, gamma, sum_g, sum_gxhat, count):
         # The same formula with xhat = (x - mean) * invstd folded into one coefficient of (x - mean).
         scale = gamma * invstd
         out = np.empty(x.shape, dtype=x.dtype)
-        norm_cpu.backward_dx(_ncs(g), _ncs(x), mean, scale, mean_g, scale * invstd * mean_gxhat,
-                             out.reshape(x.shape[0], x.shape[1], -1))
+        norm_cpu.backward_dx(_ncs(g), _ncs(x), mean, scale, mean_g, scale * invstd * mean_gxhat, _ncs(out))
         return out
     c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
     xhat = _centered(x, mean) * c(invstd)
@@ -156,7 +157,7 @@ class BatchNorm(Function):
                 training=False, momentum=0.1, eps=1e-5):
         xp = array_module(x)
         channels = x.shape[1]
-        count = x.size // channels  # values per channel
+        count = x.size // channels if channels else 0  # values per channel
         weight = params[0] if has_weight else None
         bias = params[1 if has_weight else 0] if has_bias else None
 
@@ -282,11 +283,11 @@ def dropout_mask(shape, p, dtype, device):
         u = gen.random(shape, dtype=np.float32)
     else:
         u = gen.random_sample(shape, dtype=np.float32)
-    xp = array_module(u)
     if p >= 1.0:
-        return xp.zeros(shape, dtype=dtype)
-    scale = np.dtype(dtype).type(1.0 / (1.0 - p))
-    return xp.where(u >= np.float32(p), scale, np.dtype(dtype).type(0)).astype(dtype, copy=False)
+        return array_module(u).zeros(shape, dtype=dtype)
+    mask = (u >= np.float32(p)).astype(dtype)
+    mask *= np.dtype(dtype).type(1.0 / (1.0 - p))
+    return mask
 
 
 def check_dropout_p(op, p):

@@ -21,6 +21,11 @@ real and B fake images, and one more discriminator forward/backward (input gradi
 fakes. ``--supervised-only`` trains the same discriminator on the labeled batch alone:
 ``D(x_l)``, ``CE``, one Adam step -- the same number of steps per epoch, so the two runs are comparable.
 
+``--preset notebook`` batches as the blog notebook did (:meth:`Trainer.notebook_step`): no labeled batch;
+the real batch is the unlabeled slice x_u, and the labeled examples are those of x_u that belong to the
+labeled subset (the first N training images), found by a mask; the real term and the real features use
+all of x_u. The model differences of that preset are described in ``ssgan/models.py``.
+
 An epoch is one pass over the shuffled training set (``len(train) // B`` steps); the learning rate of
 both optimizers is ``lr * lr_decay ** epoch``. After each epoch: accuracy on the labeled examples and
 on the test set (evaluation mode: no dropout, batch norm with running statistics; in batches, without
@@ -153,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
            "(no generator, no unlabeled data)")
     a("--preset", choices=("default", "notebook"), default=None,
       help="default: the model with the blog notebook's quirks fixed. notebook: reproduce them for "
-           "comparison (first N images labeled, SVHN label 10 kept, no dropout, batch norm in batch mode "
-           "even at test time, conv2's batch norm unused, test on the first half of the test set)")
+           "comparison (the first N images labeled and found by a mask inside each batch instead of a "
+           "labeled batch, SVHN label 10 kept, no dropout, batch norm in batch mode even at test time, "
+           "conv2's batch norm unused, test on the first half of the test set)")
     a("--g-width", type=int, default=None, metavar="M",
       help="generator width: its layers have 4M, 2M, M channels; default 32")
     a("--d-width", type=int, default=None, metavar="W",
@@ -206,6 +212,8 @@ def _check_config(c: dict) -> None:
         bad.append(f"--beta1 {c['beta1']}")
     if not 0 < c["lr_decay"] <= 1:
         bad.append(f"--lr-decay {c['lr_decay']}")
+    if c["preset"] == "notebook" and c["supervised_only"]:
+        raise TrainingError("--supervised-only has no notebook counterpart: use it with --preset default")
     if bad:
         raise TrainingError("invalid options: " + ", ".join(bad) + " (sizes and counts must be positive, "
                             "0 <= beta1 < 1, 0 < lr-decay <= 1)")
@@ -311,6 +319,8 @@ class Trainer:
         else:
             self.labeled = data.labeled_subset(self.train.labels, c["labels"], c["seed"],
                                                num_classes=self.info.num_classes)
+        self.is_labeled = np.zeros(len(self.train), dtype=bool)
+        self.is_labeled[self.labeled] = True
         self.steps_per_epoch = data.batches_per_epoch(len(self.train), c["batch_size"])
         if self.steps_per_epoch == 0:
             raise TrainingError(f"--batch-size {c['batch_size']} exceeds the {len(self.train)} training images")
@@ -427,6 +437,37 @@ class Trainer:
         return {"d_loss": d_total, "d_loss_real": d.real.item(), "d_loss_fake": d.fake.item(),
                 "d_loss_class": d.classes.item(), "g_loss": g_value, "correct": correct, "labeled": n_lab}
 
+    def notebook_step(self, batch_idx: np.ndarray) -> dict:
+        """``--preset notebook``: the same two steps, with the notebook's batches. There is no labeled batch:
+        the labeled examples are those of the real batch that belong to the labeled subset (a mask), the
+        real term and the real features use the whole real batch (``losses.notebook_discriminator_loss``)."""
+        G, D, c = self.G, self.D, self.config
+        where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+        real = self._batch(batch_idx)
+        labels, mask = self.train.labels[batch_idx], self.is_labeled[batch_idx]
+        fake = G(mg.rand(len(batch_idx), c["z_dim"], device=self.device) * 2.0 - 1.0)
+
+        logits_real, features_real = D(real, real=True)
+        logits_fake, _ = D(fake.detach(), real=False)
+        d = losses.notebook_discriminator_loss(logits_real, labels, mask, logits_fake, REAL_TARGET)
+        d_total = _finite("discriminator loss", d.total.item(), where)
+        self.opt_d.zero_grad()
+        d.total.backward()
+        self.opt_d.step()
+
+        with frozen(D):
+            _, features_fake = D(fake, real=False)
+            g_loss = losses.feature_matching_loss(features_real.detach(), features_fake)
+            g_value = _finite("generator loss", g_loss.item(), where)
+            self.opt_g.zero_grad()
+            g_loss.backward()
+        self.opt_g.step()
+
+        predicted = logits_real.numpy().argmax(axis=1)
+        correct = int(((predicted == labels) & mask).sum())
+        return {"d_loss": d_total, "d_loss_real": d.real.item(), "d_loss_fake": d.fake.item(),
+                "d_loss_class": d.classes.item(), "g_loss": g_value, "correct": correct, "labeled": int(mask.sum())}
+
     def supervised_step(self, labeled_idx: np.ndarray) -> dict:
         """The baseline: one Adam step of the discriminator as a classifier on the labeled batch."""
         x = self._batch(labeled_idx)
@@ -532,11 +573,12 @@ class Trainer:
                 try:
                     for unlabeled_idx in batches:
                         t0 = time.perf_counter()
-                        labeled_idx = next(self.cycler)
-                        if self.supervised_only:
-                            out = self.supervised_step(labeled_idx)
+                        if self.notebook:
+                            out = self.notebook_step(unlabeled_idx)
+                        elif self.supervised_only:
+                            out = self.supervised_step(next(self.cycler))
                         else:
-                            out = self.ssgan_step(labeled_idx, unlabeled_idx)
+                            out = self.ssgan_step(next(self.cycler), unlabeled_idx)
                         seconds = time.perf_counter() - t0
                         self.step += 1
                         self.position += 1

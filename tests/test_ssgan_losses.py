@@ -62,6 +62,21 @@ def test_supervised_loss_ignores_out_of_range_labels_but_counts_them():
     assert np.abs(x.grad.numpy()[0]).sum() > 0
 
 
+def test_notebook_loss_masks_the_labeled_examples_inside_the_real_batch():
+    rng = np.random.default_rng(5)
+    real, fake = rng.normal(0, 2, (6, 10)), rng.normal(0, 2, (4, 10))
+    y = np.array([3, 10, 0, 7, 1, 2])
+    mask = np.array([True, True, False, True, False, False])
+    d = losses.notebook_discriminator_loss(mg.tensor(real), y, mask, mg.tensor(fake))
+    assert d.real.item() == pytest.approx(_bce(_lse(real), 0.9), rel=1e-12)      # the whole real batch
+    assert d.fake.item() == pytest.approx(_bce(_lse(fake), 0.0), rel=1e-12)
+    # sum over the masked examples (label 10 contributing 0) / the number masked
+    ce = _lse(real) - real[np.arange(6), np.minimum(y, 9)]
+    assert d.classes.item() == pytest.approx((ce[0] + ce[3]) / 3, rel=1e-12)
+    none = losses.notebook_discriminator_loss(mg.tensor(real), y, np.zeros(6, bool), mg.tensor(fake))
+    assert none.classes.item() == 0.0
+
+
 def test_feature_matching_is_mean_absolute_difference_of_batch_means():
     rng = np.random.default_rng(3)
     fr, ff = rng.normal(size=(8, 6)), rng.normal(1, 1, size=(5, 6))

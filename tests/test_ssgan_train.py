@@ -197,6 +197,20 @@ def test_notebook_preset_keeps_label_ten_and_tests_on_half(data_dir, tmp_path, c
     assert "on 50 images" in printed and "label 10" in printed
 
 
+def test_notebook_preset_resumes_bit_for_bit_and_refuses_supervised_only(data_dir, tmp_path, capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    common = ("--preset", "notebook", "--epochs", "2", "--checkpoint-every", "0")
+    assert train.main(_argv(data_dir, whole, *common, "--max-steps", "15", dataset="svhn")) == 0
+    assert train.main(_argv(data_dir, split, *common, "--max-steps", "9", dataset="svhn")) == 0
+    assert train.main(_resume(data_dir, split, "--max-steps", "15")) == 0
+    a, b = _arrays(whole / "checkpoint.npz")[0], _arrays(split / "checkpoint.npz")[0]
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert _without_timing(_metrics(whole))[-1] == _without_timing(_metrics(split))[-1]
+    assert train.main(_argv(data_dir, tmp_path / "x", "--preset", "notebook", "--supervised-only")) == 2
+    assert "no notebook counterpart" in capsys.readouterr().err
+
+
 def test_evaluate_reports_accuracy_per_class_and_confusion(data_dir, reference_run, tmp_path, capsys):
     report = tmp_path / "eval.json"
     assert evaluate.main(["--checkpoint", str(reference_run / "checkpoint.npz"), "--data-dir", str(data_dir),

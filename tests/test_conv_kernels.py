@@ -61,7 +61,8 @@ def test_numba_layout_moves_and_channel_sum_equal_reference(case, with_bias):
     rows = cpu.to_channel_rows(x)
     np.testing.assert_array_equal(rows, ref.to_channel_rows(x))
     bias = rng.standard_normal(c).astype(x.dtype) if with_bias else None
-    np.testing.assert_array_equal(cpu.from_channel_rows(rows, n, h, w, bias), ref.from_channel_rows(rows, n, h, w, bias))
+    np.testing.assert_array_equal(cpu.from_channel_rows(rows, n, h, w, bias),
+                                  ref.from_channel_rows(rows, n, h, w, bias))
     if bias is None:
         np.testing.assert_array_equal(cpu.from_channel_rows(rows, n, h, w), x)
     rtol = 1e-5 if x.dtype == np.float32 else 1e-12

@@ -54,11 +54,20 @@ def save_npz_atomic(path, arrays: dict, meta: dict) -> None:
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
+        chmod_as_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def chmod_as_new_file(path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (always mode 0600) the mode ``open()`` would have given it
+    (0666 minus the umask), so checkpoints and pictures are as readable as any other output."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -12,6 +12,8 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .checkpoint import chmod_as_new_file
+
 
 def _save_atomically(image: Image.Image, path) -> None:
     path = os.fspath(path)
@@ -20,6 +22,7 @@ def _save_atomically(image: Image.Image, path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
+        chmod_as_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -314,11 +314,14 @@ class Trainer:
         self.train = data.load_dataset(c["dataset"], "train", c["data_dir"], remap_ten=not self.notebook)
         self.test = data.load_dataset(c["dataset"], "test", c["data_dir"], remap_ten=not self.notebook,
                                       fraction=0.5 if self.notebook else 1.0)
-        if self.notebook:
-            self.labeled = data.labeled_subset(self.train.labels, c["labels"], method="first_n")
-        else:
-            self.labeled = data.labeled_subset(self.train.labels, c["labels"], c["seed"],
-                                               num_classes=self.info.num_classes)
+        try:
+            if self.notebook:
+                self.labeled = data.labeled_subset(self.train.labels, c["labels"], method="first_n")
+            else:
+                self.labeled = data.labeled_subset(self.train.labels, c["labels"], c["seed"],
+                                                   num_classes=self.info.num_classes)
+        except ValueError as exc:
+            raise TrainingError(f"--labels {c['labels']}: {exc}") from None
         self.is_labeled = np.zeros(len(self.train), dtype=bool)
         self.is_labeled[self.labeled] = True
         self.steps_per_epoch = data.batches_per_epoch(len(self.train), c["batch_size"])

@@ -241,6 +241,8 @@ def test_bad_options_are_one_clear_line(data_dir, tmp_path, capsys):
     assert "--batch-size 0" in capsys.readouterr().err
     assert train.main(_argv(data_dir, tmp_path / "y", "--batch-size", "1000")) == train.EXIT_ERROR
     assert "exceeds the 200 training images" in capsys.readouterr().err
+    assert train.main(_argv(data_dir, tmp_path / "z", "--labels", "25")) == train.EXIT_ERROR
+    assert "--labels 25: labeled_subset: n_labels=25 is not a multiple of the 10 classes" in capsys.readouterr().err
 
 
 @pytest.mark.slow

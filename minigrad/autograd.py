@@ -217,7 +217,7 @@ def backward(root, grad, retain_graph=False):
     from .tensor import Tensor
 
     order = _topological_order(root)
-    grads = {id(root): grad}
+    grads = {id(root): np.asarray(grad) if isinstance(grad, np.generic) else grad}
     while order:
         # Pop rather than iterate: once a tensor's gradient has been passed on, the walk holds no
         # reference to it, so an intermediate result (and its array) is freed as soon as its node is done.
@@ -227,8 +227,12 @@ def backward(root, grad, retain_graph=False):
             continue
         node = tensor._node
         if node is None or tensor._retains_grad:
-            total = g if tensor.grad is None else tensor.grad.data + g
-            tensor.grad = Tensor._wrap(array_module(total).ascontiguousarray(total))
+            # .grad always gets a C-contiguous array of its own: g may be a read-only broadcast view, the
+            # very array another input received (Add hands the same gradient to both inputs), or the
+            # array the caller passed to backward(). (ascontiguousarray would also turn 0-d into 1-d.)
+            xp = array_module(g)
+            total = xp.array(g, order="C") if tensor.grad is None else xp.asarray(tensor.grad.data + g, order="C")
+            tensor.grad = Tensor._wrap(total)
         if node is None:
             continue
 
@@ -251,6 +255,10 @@ def backward(root, grad, retain_graph=False):
                     f"{gi.dtype} for an input of shape {tuple(inp.shape)} and dtype {inp.dtype} (a bug in the op)"
                 )
             previous = grads.get(id(inp))
-            grads[id(inp)] = gi if previous is None else previous + gi
+            if previous is not None:
+                gi = previous + gi
+                if isinstance(gi, np.generic):  # the sum of two 0-d arrays is a NumPy scalar
+                    gi = np.asarray(gi)
+            grads[id(inp)] = gi
         if not retain_graph:
             node.release()

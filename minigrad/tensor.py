@@ -231,7 +231,7 @@ class Tensor:
                     f"backward: a gradient can be implied only for a one-element output, this one has shape "
                     f"{self.shape}; pass gradient= with that shape"
                 )
-            g = self.data.dtype.type(1) * backend.array_module(self.data).ones_like(self.data)
+            g = backend.array_module(self.data).ones_like(self.data)  # an array, also for a 0-d tensor
         else:
             g = _as_array(gradient, dtype=self.dtype, device=self.device)
             if g.shape != self.data.shape:

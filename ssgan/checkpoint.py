@@ -140,7 +140,8 @@ def unpack_state(path, arrays: dict, meta: dict, models: dict, optimizers: dict)
         own = model.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
-        shapes = [f"{k} {state[k].shape} vs {own[k].shape}" for k in own if k in state and state[k].shape != own[k].shape]
+        shapes = [f"{k} {state[k].shape} vs {own[k].shape}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
         if missing or unexpected or shapes:
             raise CheckpointError(
                 f"checkpoint {path} does not fit model {name}: missing {missing}, unexpected {unexpected}, "

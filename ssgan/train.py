@@ -350,7 +350,7 @@ class Trainer:
 
         # ---- counters
         self.epoch = self.position = self.step = 0
-        self.epoch_order_state = ckpt.rng_state_json(self.order_rng)
+        self.epoch_order_state = ckpt.rng_state_json(self.order_rng)  # order_rng as the current epoch began
         self.accum = self._fresh_accum()
         self.last_checkpoint_step = None
         if resume is not None:
@@ -571,8 +571,8 @@ class Trainer:
                 for opt in self.optimizers.values():
                     opt.param_groups[0]["lr"] = self._lr()
                 stop = False
-                bar = tqdm(total=self.steps_per_epoch, initial=self.position, desc=f"epoch {self.epoch + 1}/{c['epochs']}",
-                           unit="step", disable=not c["progress"], mininterval=1.0, dynamic_ncols=True, leave=False)
+                bar = tqdm(total=self.steps_per_epoch, initial=self.position,
+                           desc=f"epoch {self.epoch + 1}/{c['epochs']}", unit="step", disable=not c["progress"], mininterval=1.0, dynamic_ncols=True, leave=False)
                 try:
                     for unlabeled_idx in batches:
                         t0 = time.perf_counter()

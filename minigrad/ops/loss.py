@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..backend import array_module
 from .elementwise import stable_sigmoid
-from .reduce import logsumexp_and_softmax
+from .reduce import shifted_logsumexp
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -45,9 +45,11 @@ class CrossEntropy(Function):
                 raise ValueError(f"cross_entropy: sample_weight must have shape ({n},), got {tuple(sample_weight[0].shape)}")
             w = w * sample_weight[0]
         safe_target = xp.where(keep, target, 0)
-        lse, p = logsumexp_and_softmax(logits, (1,))
-        picked = xp.take_along_axis(logits, safe_target[:, None], axis=1)
-        losses = w * (lse - picked)[:, 0]
+        # lse - z_t = log_s - (z_t - m): formed from the shifted logits so that log_s (at most log C) is
+        # not rounded to the scale of the logits (see shifted_logsumexp).
+        shifted, log_s, _, p = shifted_logsumexp(logits, (1,))
+        picked = xp.take_along_axis(shifted, safe_target[:, None], axis=1)
+        losses = w * (log_s - picked)[:, 0]
         ctx.save_for_backward(p, safe_target, w)
         ctx.reduction = reduction
         if reduction == "none":

@@ -74,24 +74,35 @@ class Max(Function):
         return mask * (g / count)
 
 
-def logsumexp_and_softmax(x, dim):
-    """log(sum(exp(x))) over ``dim`` (reduced axes kept, size 1) and softmax(x) along ``dim``, stable for
-    any finite x and for rows that are entirely -inf (logsumexp -inf, softmax 0: no NaN, no warning).
+def shifted_logsumexp(x, dim):
+    """The pieces of a stable log-sum-exp over ``dim``: ``(shifted, log_s, m, p)`` with
 
-    Shifting by the row maximum m makes every exponent <= 0, so nothing overflows:
-    log sum exp(x) = m + log sum exp(x - m), and softmax = exp(x - m) / sum exp(x - m), which keeps full
-    precision even for |x| ~ 1e4 (exp(x - logsumexp) would not: the subtraction loses the low digits).
-    A row whose maximum is not finite is shifted by 0 instead.
+        m = max(x) over dim (0 for a row whose max is not finite),  shifted = x - m,
+        log_s = log(sum(exp(shifted))),  so logsumexp(x) = m + log_s,  p = softmax(x).
+
+    Shifting by the row maximum m makes every exponent <= 0, so nothing overflows, for any finite x and
+    for rows that are entirely -inf (logsumexp -inf, softmax 0: no NaN, no warning). Results that are
+    differences of log-sum-exps should be formed from ``shifted`` and ``log_s``, not from
+    ``x - (m + log_s)``: for |x| ~ 1e4 in float32, m + log_s rounds log_s to the spacing of floats near
+    1e4 (~1e-3), while ``shifted - log_s`` keeps it exact (log_softmax, cross-entropy).
     """
     xp = array_module(x)
     m = x.max(axis=dim, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype)
-    e = xp.exp(x - m)
+    shifted = x - m
+    e = xp.exp(shifted)
     s = e.sum(axis=dim, keepdims=True)
     with _quiet(xp):
-        lse = xp.log(s) + m
+        log_s = xp.log(s)
     p = e / xp.where(s > 0, s, 1).astype(x.dtype)
-    return lse, p
+    return shifted, log_s, m, p
+
+
+def logsumexp_and_softmax(x, dim):
+    """log(sum(exp(x))) over ``dim`` (reduced axes kept, size 1) and softmax(x) along ``dim``, computed
+    stably (see :func:`shifted_logsumexp`)."""
+    _, log_s, m, p = shifted_logsumexp(x, dim)
+    return log_s + m, p
 
 
 def _quiet(xp):
@@ -145,11 +156,11 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim):
-        lse, p = logsumexp_and_softmax(x, (dim,))
+        shifted, log_s, _, p = shifted_logsumexp(x, (dim,))
         ctx.save_for_backward(p)
         ctx.dim = dim
         with _quiet(array_module(x)):
-            return x - lse
+            return shifted - log_s   # = x - logsumexp(x), without rounding log_s to the scale of x
 
     @staticmethod
     def backward(ctx, grad):

@@ -34,6 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent   # the repository root (workers r
 
 
 # --------------------------------------------------------------------------------------------- machine
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+CLOCK_HELP = ("wall: elapsed time (what a user waits; the default). process: this process's CPU time, which "
+              "other processes' load hardly changes: use it with --threads 1 on a busy machine (with more "
+              "threads it also counts threads that spin while waiting)")
+
+
 def thread_env(threads: int, base=None) -> dict:
     """A copy of the environment with every thread-count variable (OpenMP, OpenBLAS, MKL, numba) set to
     ``threads``: what a worker process needs to run each library on exactly that many threads."""

@@ -163,16 +163,16 @@ class TorchSSGAN:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def timed_steps(self, steps: int) -> list:
-        """Seconds of each of ``steps`` consecutive steps (index drawing not included)."""
+    def timed_steps(self, steps: int, clock=time.perf_counter) -> list:
+        """Seconds of each of ``steps`` consecutive steps (index drawing not included), by ``clock``."""
         times = []
         for _ in range(steps):
             lab, unl = self.indices()
             self.sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             self.step(lab, unl)
             self.sync()
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
         return times
 
     def count_flops(self) -> float:
@@ -208,6 +208,7 @@ def build_parser():
     p.add_argument("--g-width", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
     p.add_argument("--steps", type=int, default=5, help="standalone mode: steps to time")
     p.add_argument("--warmup", type=int, default=2, help="standalone mode: untimed steps first")
     return p
@@ -220,9 +221,10 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("torch_ssgan: --device cuda but this PyTorch sees no GPU")
     model = TorchSSGAN(args.dataset_shape, args.g_width, batch_size=args.batch_size, device=args.device)
+    clock = common.CLOCKS[args.clock]
     if not args.worker:
         model.timed_steps(args.warmup)
-        s = common.summarize(model.timed_steps(args.steps))
+        s = common.summarize(model.timed_steps(args.steps, clock))
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: median {s['median'] * 1e3:.1f} "
               f"ms/step (min {s['min'] * 1e3:.1f}, max {s['max'] * 1e3:.1f}) over {s['n']} steps")
         return
@@ -233,8 +235,8 @@ def main(argv=None):
 
     common.serve({
         "setup": setup,
-        "warmup": lambda cmd: {"times": model.timed_steps(cmd["steps"])},
-        "round": lambda cmd: {"times": model.timed_steps(cmd["steps"])},
+        "warmup": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
+        "round": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
     })
 
 

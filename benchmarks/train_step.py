@@ -107,17 +107,17 @@ def _sync(device):
         cupy.cuda.Device().synchronize()
 
 
-def timed_steps(trainer, pairs, steps):
-    """Seconds of each of ``steps`` consecutive ``trainer.ssgan_step`` calls."""
+def timed_steps(trainer, pairs, steps, clock=time.perf_counter):
+    """Seconds of each of ``steps`` consecutive ``trainer.ssgan_step`` calls, by ``clock``."""
     device = trainer.config["device"]
     times = []
     for _ in range(steps):
         labeled_idx, unlabeled_idx = next(pairs)
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         trainer.ssgan_step(labeled_idx, unlabeled_idx)
         _sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -210,10 +210,11 @@ def minigrad_worker(args):
                 "numpy": np.__version__, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
                 "minigrad": getattr(mg, "__version__", "?")}
 
+    clock = common.CLOCKS[args.clock]
     common.serve({
         "setup": setup,
-        "warmup": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"])},
-        "round": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"])},
+        "warmup": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"], clock)},
+        "round": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"], clock)},
     })
 
 
@@ -236,6 +237,7 @@ def build_parser():
                    help="threads for BLAS, numba and PyTorch (default: every core, %(default)s here)")
     p.add_argument("--pause", type=float, default=0.5,
                    help="seconds of rest between rounds, so the last round's threads are asleep (default 0.5)")
+    p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
     p.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch even when it is installed")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -244,7 +246,7 @@ def build_parser():
 
 def _worker_args(args):
     return ["--worker", "--device", args.device, "--dataset-shape", args.dataset_shape, "--g-width", args.g_width,
-            "--batch-size", args.batch_size, "--threads", args.threads]
+            "--batch-size", args.batch_size, "--threads", args.threads, "--clock", args.clock]
 
 
 def _row(name, times, flops, peak, batch_size):
@@ -310,7 +312,8 @@ def main(argv=None):
     report["summary"] = summaries
 
     print(f"\nssgan step, {args.dataset_shape} shape, batch {args.batch_size}, generator width {args.g_width}, "
-          f"device {args.device}: {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps")
+          f"device {args.device}: {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps"
+          + ("" if args.clock == "wall" else f" (clock: {args.clock})"))
     print(common.format_table(headers, rows))
     print(f"\nGFLOP/step counted from minigrad's step: {flops / 1e9:.2f} "
           f"(forward products {report['minigrad']['flops_forward'] / 1e9:.2f}); "

@@ -218,21 +218,42 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
-    """x for x > 0, ``negative_slope * x`` otherwise (the gradient at 0 is ``negative_slope``)."""
+    """x for x > 0, ``negative_slope * x`` otherwise (the gradient at 0 is ``negative_slope``).
+
+    float32/float64 NumPy arrays on the "fast" kernel path go through one-pass numba kernels
+    (``minigrad/kernels/elementwise_cpu.py``); the ``where`` expressions below are the reference and
+    the CuPy path.
+    """
 
     name = "leaky_relu"
 
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
-        xp = array_module(x)
-        slope = xp.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))
-        ctx.save_for_backward(slope)
-        return x * slope
+        ctx.save_for_backward(x)
+        ctx.negative_slope = negative_slope
+        fused = _fused_cpu_kernels(x)
+        if fused is not None:
+            return fused.leaky_relu(x, negative_slope)
+        return array_module(x).where(x > 0, x, x * x.dtype.type(negative_slope))
 
     @staticmethod
     def backward(ctx, grad):
-        (slope,) = ctx.saved_arrays
-        return grad * slope
+        (x,) = ctx.saved_arrays
+        fused = _fused_cpu_kernels(grad, x)
+        if fused is not None:
+            return fused.leaky_relu_backward(grad, x, ctx.negative_slope)
+        return array_module(grad).where(x > 0, grad, grad * grad.dtype.type(ctx.negative_slope))
+
+
+def _fused_cpu_kernels(*arrays):
+    """``minigrad.kernels.elementwise_cpu`` when it handles these arrays (float NumPy arrays, "fast" kernel
+    path), else None."""
+    from .. import kernels
+    from ..kernels import elementwise_cpu
+
+    if kernels.get_path() == "fast" and elementwise_cpu.supports(*arrays):
+        return elementwise_cpu
+    return None
 
 
 class Softplus(Function):

@@ -1,0 +1,234 @@
+"""Where the time of one minigrad ssgan training step goes, as a table.
+
+    python -m benchmarks.profile_step                      # svhn shape, g-width 32, 2 threads, 3 steps
+    python -m benchmarks.profile_step --g-width 128 --by-op
+    python -m benchmarks.profile_step --cprofile 25        # also cProfile's 25 most expensive functions
+
+The step is the one ``benchmarks/train_step.py`` times (``Trainer.ssgan_step`` on random data, built by
+:func:`benchmarks.train_step.make_trainer`). After ``--warmup`` untimed steps, ``--steps`` steps run
+with :class:`StepProfiler` active, which, for the duration of the profile only, wraps
+
+* the ``forward`` and ``backward`` of every op (every :class:`minigrad.autograd.Function` subclass),
+* the convolution kernels (``im2col``, ``col2im``, ``to_channel_rows``, ``from_channel_rows``,
+  ``channel_sum`` of the kernel modules) and the dropout mask drawing,
+* ``Function.apply`` (the graph bookkeeping around each forward) and ``autograd.backward`` (the graph
+  walk around each backward), and the optimizers' ``step``,
+
+with a timer that measures *exclusive* time: a region's time minus that of the timed regions inside it.
+So a conv op's own time is its matrix products (the kernels inside it are counted separately), and the
+engine's is its bookkeeping alone. What no wrapped region covers - module calls, the step's own code,
+the batch gather, ``.item()`` - is "other Python". The wrappers cost a few microseconds per call
+(a few hundred calls per step), which lands in the engine's and other rows.
+
+Categories: GEMM (conv2d, conv_transpose2d, linear and matmul ops: their matrix products), unfold/fold
+(im2col, col2im), layout (NCHW <-> channel rows copies with the bias, bias sums), batch norm, dropout,
+elementwise (activations, arithmetic), reductions (mean, logsumexp, ...), losses, shape ops (reshape,
+indexing, cat), optimizer, graph (apply + backward walk) and other Python.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from collections import defaultdict
+
+from benchmarks import common
+
+CATEGORY_OF_OP = {
+    "conv2d": "GEMM", "conv_transpose2d": "GEMM", "linear": "GEMM", "matmul": "GEMM",
+    "batch_norm": "batch norm", "dropout": "dropout",
+    "sum": "reductions", "mean": "reductions", "max": "reductions", "logsumexp": "reductions",
+    "softmax": "reductions", "log_softmax": "reductions",
+    "cross_entropy": "losses", "binary_cross_entropy_with_logits": "losses",
+    "reshape": "shape ops", "permute": "shape ops", "getitem": "shape ops", "cat": "shape ops",
+    "stack": "shape ops", "pad": "shape ops",
+}
+CATEGORY_OF_KERNEL = {
+    "im2col": "unfold/fold (im2col, col2im)", "col2im": "unfold/fold (im2col, col2im)",
+    "to_channel_rows": "layout copies, bias sums", "from_channel_rows": "layout copies, bias sums",
+    "channel_sum": "layout copies, bias sums", "dropout_mask": "dropout",
+}
+CATEGORIES = ("GEMM", "unfold/fold (im2col, col2im)", "layout copies, bias sums", "batch norm", "dropout",
+              "elementwise", "reductions", "losses", "shape ops", "optimizer",
+              "graph: Function.apply + backward walk", "other Python (modules, step code, .item())")
+KERNEL_NAMES = ("im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum")
+
+
+class StepProfiler:
+    """A context manager that times minigrad's ops, kernels, engine and optimizers by name while active.
+
+    ``times[(kind, name)]`` is the exclusive time in seconds and ``calls[(kind, name)]`` the number of
+    calls, ``kind`` one of "forward", "backward", "kernel", "apply", "engine", "optimizer".
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.times = defaultdict(float)
+        self.calls = defaultdict(int)
+        self._children = []      # one entry per open region: the time of the timed regions inside it
+        self._undo = []
+
+    def _timed(self, key, fn):
+        clock, children, times, calls = self.clock, self._children, self.times, self.calls
+
+        def timed(*args, **kwargs):
+            children.append(0.0)
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - t0
+                times[key] += elapsed - children.pop()
+                calls[key] += 1
+                if children:
+                    children[-1] += elapsed
+        return timed
+
+    def _patch(self, owner, attr, value):
+        self._undo.append((owner, attr, owner.__dict__[attr]))
+        setattr(owner, attr, value)
+
+    def __enter__(self):
+        from minigrad import autograd, kernels, optim
+        import minigrad.functional  # noqa: F401  (imports every op module, so every op class exists)
+        from minigrad.ops import norm
+
+        ops, todo = [], [autograd.Function]
+        while todo:
+            cls = todo.pop()
+            todo.extend(cls.__subclasses__())
+            ops.append(cls)
+        for cls in ops:
+            for kind in ("forward", "backward"):
+                if cls is not autograd.Function and kind in cls.__dict__:
+                    fn = cls.__dict__[kind].__func__
+                    self._patch(cls, kind, staticmethod(self._timed((kind, cls.name), fn)))
+        apply = autograd.Function.__dict__["apply"].__func__
+        self._patch(autograd.Function, "apply", classmethod(self._timed(("apply", ""), apply)))
+        self._patch(autograd, "backward", self._timed(("engine", ""), autograd.backward))
+        for module_name in ("cpu", "im2col", "cuda"):
+            try:
+                module = __import__(f"{kernels.__name__}.{module_name}", fromlist=["_"])
+            except ImportError:  # cuda.py needs CuPy
+                continue
+            for name in KERNEL_NAMES:
+                if name in module.__dict__:
+                    self._patch(module, name, self._timed(("kernel", name), module.__dict__[name]))
+        if "dropout_mask" in norm.__dict__:
+            self._patch(norm, "dropout_mask", self._timed(("kernel", "dropout_mask"), norm.dropout_mask))
+        for cls in (optim.Adam, optim.SGD, optim.Optimizer):
+            if "step" in cls.__dict__:
+                self._patch(cls, "step", self._timed(("optimizer", cls.__name__), cls.__dict__["step"]))
+        return self
+
+    def __exit__(self, *exc):
+        while self._undo:
+            owner, attr, value = self._undo.pop()
+            setattr(owner, attr, value)
+        return False
+
+
+def category(kind, name):
+    if kind in ("forward", "backward"):
+        return CATEGORY_OF_OP.get(name, "elementwise")
+    if kind == "kernel":
+        return CATEGORY_OF_KERNEL[name]
+    if kind == "optimizer":
+        return "optimizer"
+    return "graph: Function.apply + backward walk"
+
+
+def profile(trainer, pairs, steps, clock=time.perf_counter):
+    """Run ``steps`` profiled steps; return (seconds per step, StepProfiler)."""
+    from benchmarks.train_step import _sync
+
+    device = trainer.config["device"]
+    with StepProfiler(clock) as prof:
+        _sync(device)
+        t0 = clock()
+        for _ in range(steps):
+            trainer.ssgan_step(*next(pairs))
+        _sync(device)
+        total = (clock() - t0) / steps
+    return total, prof
+
+
+def category_table(total, prof, steps):
+    """Rows (category, ms per step, % of step), the remainder as "other Python", then the total."""
+    per = defaultdict(float)
+    for (kind, name), t in prof.times.items():
+        per[category(kind, name)] += t / steps
+    per[CATEGORIES[-1]] += max(total - sum(per.values()), 0.0)
+    rows = [[cat, f"{per[cat] * 1e3:.1f}", f"{100 * per[cat] / total:.1f}%"] for cat in CATEGORIES]
+    rows.append(["total (one step)", f"{total * 1e3:.1f}", "100%"])
+    return rows
+
+
+def op_table(prof, steps, total, top=25):
+    rows = sorted(prof.times.items(), key=lambda kv: -kv[1])[:top]
+    return [[f"{kind} {name}".strip(), str(prof.calls[(kind, name)] // steps), f"{t / steps * 1e3:.2f}",
+             f"{100 * t / steps / total:.1f}%"] for (kind, name), t in rows]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dataset-shape", choices=("svhn", "mnist"), default="svhn")
+    p.add_argument("--g-width", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=3, help="profiled steps, averaged (default 3)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for BLAS and numba (default: every core, %(default)s here)")
+    p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
+    p.add_argument("--by-op", action="store_true", help="also list the most expensive ops and kernels by name")
+    p.add_argument("--cprofile", type=int, default=0, metavar="N",
+                   help="also run one step under cProfile and print its N most expensive functions (own time)")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.steps < 1 or args.threads < 1:
+        build_parser().error("--steps and --threads must be at least 1")
+    env = common.thread_env(args.threads)
+    if any(os.environ.get(k) != env[k] for k in common.THREAD_VARIABLES):
+        # BLAS and numba read their thread counts when they load: start again with the variables set.
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_step", *argv], env)
+
+    from benchmarks.train_step import batches, make_trainer
+
+    load = common.loadavg()
+    trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device)
+    pairs = batches(trainer)
+    for _ in range(args.warmup):
+        trainer.ssgan_step(*next(pairs))
+    total, prof = profile(trainer, pairs, args.steps, common.CLOCKS[args.clock])
+
+    print(f"{common.cpu_model()}; {args.threads} threads; device {args.device}; load average before "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.clock} clock")
+    print(f"one minigrad ssgan step ({args.dataset_shape} shape, batch {args.batch_size}, generator width "
+          f"{args.g_width}), mean of {args.steps} profiled steps after {args.warmup} warm-up steps:\n")
+    print(common.format_table(["category", "ms/step", "% of step"], category_table(total, prof, args.steps)))
+    if args.by_op:
+        print("\n" + common.format_table(["op / kernel (exclusive time)", "calls/step", "ms/step", "% of step"],
+                                         op_table(prof, args.steps, total)))
+    if args.cprofile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        trainer.ssgan_step(*next(pairs))
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.cprofile)
+        print("\ncProfile of one step (tottime = own time):\n" + out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,8 +65,12 @@ def rand(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
 
 
 def arange(start, end=None, step=1, dtype=None, device="cpu") -> Tensor:
+    """Values from ``start`` to ``end`` (excluded) by ``step``: int64 for integer arguments, float32 when
+    any argument is a float (as ``torch.arange``); ``dtype`` overrides."""
     if end is None:
         start, end = 0, start
+    if dtype is None:
+        dtype = np.float32 if any(isinstance(v, (float, np.floating)) for v in (start, end, step)) else np.int64
     return Tensor(backend.module_for(device).arange(start, end, step, dtype=dtype))
 
 

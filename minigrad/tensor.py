@@ -257,6 +257,8 @@ class Tensor:
             dtype = self.dtype
             if not _is_float(dtype) and isinstance(other, (float, np.floating)):
                 dtype = np.float32
+            elif dtype == np.bool_ and not isinstance(other, (bool, np.bool_)):
+                dtype = np.int64  # bool tensor + 1 counts (int64, as PyTorch) instead of or-ing
             return Tensor._wrap(backend.module_for(self.device).asarray(other, dtype=dtype))
         if _is_array(other) or isinstance(other, (list, tuple)):
             return Tensor(other, device=self.device)

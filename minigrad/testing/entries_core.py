@@ -210,10 +210,11 @@ _register_unary("softplus", ew.Softplus, {"F": F.softplus}, _np_softplus, ["F.so
                 lambda torch, x: torch.nn.functional.softplus(x),
                 values=lambda s: mst.float_arrays(s, -20.0, 20.0))
 _register_unary("clone", ew.Clone, {"method": Tensor.clone}, np.copy, ["Tensor.clone"], lambda torch, x: x.clone())
-_register_unary("to_device", ew.ToDevice, {"cpu": lambda x: ew.ToDevice.apply(x, device="cpu")}, np.copy, [],
-                lambda torch, x: x.clone(),
-                notes="on the CPU this checks the graph plumbing of a device copy (cpu -> cpu); the copy "
-                      "between devices is exercised by the cuda-marked tests")
+_register_unary("to_device", ew.ToDevice,
+                {"round_trip": lambda x: ew.ToDevice.apply(ew.ToDevice.apply(x, device="cpu"), device=x.device)},
+                np.copy, [], lambda torch, x: x.clone(),
+                notes="x -> cpu -> x's device: on the CPU this checks the graph plumbing of a device copy; "
+                      "on a GPU (the cuda-marked registry test) it copies to the host and back")
 
 
 @st.composite

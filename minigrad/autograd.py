@@ -31,6 +31,9 @@ How it fits together
      otherwise the op has a bug and the engine says which op.
   3. *Accumulating out of place*: when a tensor feeds several ops, its gradients are added with
      ``a + b`` into a new array, so no array an op returned (or saved) is ever modified behind its back.
+     The other half of that contract: an op must not write into the gradient it receives (the same
+     array may also be on its way to another op). On NumPy the engine hands ``backward`` a read-only
+     view, so a violation fails loudly instead of corrupting another branch's gradient.
 
   Unless ``retain_graph=True``, each node's saved arrays and input links are dropped as soon as the
   node has been used, so memory is returned while the walk goes on.
@@ -236,6 +239,11 @@ def backward(root, grad, retain_graph=False):
         if node is None:
             continue
 
+        if isinstance(g, np.ndarray) and g.flags.writeable:
+            # The same gradient array may reach several ops (Add hands one array to both inputs), so an
+            # op must never write into the gradient it is given: hand it a read-only view to enforce that.
+            g = g.view()
+            g.flags.writeable = False
         input_grads = node.fn.backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)

@@ -320,6 +320,22 @@ def test_a_backward_with_the_wrong_number_of_gradients_is_reported():
         TwoForOne.apply(_leaf(3)).sum().backward()
 
 
+def test_an_op_cannot_write_into_the_gradient_it_receives():
+    class DoublesInPlace(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad *= 2        # would also change what a sibling op receives (Add gives both the same array)
+            return grad
+
+    x = _leaf(3)
+    with pytest.raises(ValueError, match="read-only"):
+        (DoublesInPlace.apply(x) + x).sum().backward()
+
+
 def test_apply_refuses_non_tensors():
     class Ident(Function):
         @staticmethod

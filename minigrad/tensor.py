@@ -448,18 +448,20 @@ class Tensor:
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = max(self.ndim, 1)
-        s, e = start_dim % nd, end_dim % nd
+        s, e = _axis(start_dim, nd, "flatten", self.shape), _axis(end_dim, nd, "flatten", self.shape)
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
         shape = self.shape[:s] + (-1,) + self.shape[e + 1:]
         return self.reshape(*shape)
 
     def unsqueeze(self, dim):
-        d = dim % (self.ndim + 1)
+        d = _axis(dim, self.ndim + 1, "unsqueeze", self.shape)
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(*[n for n in self.shape if n != 1])
-        d = dim % max(self.ndim, 1)
+        d = _axis(dim, max(self.ndim, 1), "squeeze", self.shape)
         if self.ndim == 0 or self.shape[d] != 1:
             return self
         return self.reshape(*self.shape[:d], *self.shape[d + 1:])
@@ -467,9 +469,11 @@ class Tensor:
     def permute(self, *dims):
         from .ops.shape import Permute
         dims = _shape_args(dims)
-        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+        nd = max(self.ndim, 1)
+        if len(dims) != self.ndim or any(not -nd <= d < nd for d in dims) \
+                or sorted(d % nd for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: dims {dims} are not a permutation of the {self.ndim} dims of shape {self.shape}")
-        return Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        return Permute.apply(self, dims=tuple(d % nd for d in dims))
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
@@ -514,6 +518,14 @@ def _dims(dim, ndim, op):
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {dim} repeats an axis")
     return tuple(out) if ndim else ()
+
+
+def _axis(dim, n, op, shape):
+    """``dim`` as an index in [0, n), where n is the number of valid positions (ndim, or ndim + 1 for
+    unsqueeze); negative dims count from the end, anything outside [-n, n) is an error, not a wrap."""
+    if not -n <= dim < n:
+        raise ValueError(f"{op}: dim {dim} is out of range for shape {tuple(shape)} (expected a dim in [{-n}, {n - 1}])")
+    return int(dim) % n
 
 
 def _dim1(dim, ndim, op):

@@ -125,6 +125,17 @@ def test_permute_transpose_and_dims_out_of_range():
         t().softmax(0)
 
 
+def test_dims_out_of_range_are_errors_not_wrapped():
+    with raises(ValueError, "squeeze: dim 5 is out of range for shape (2, 1)", "[-2, 1]"):
+        t(2, 1).squeeze(5)
+    with raises(ValueError, "unsqueeze: dim 3 is out of range for shape (2, 1)", "[-3, 2]"):
+        t(2, 1).unsqueeze(3)
+    with raises(ValueError, "flatten: start_dim 1 comes after end_dim 0", "(2, 1)"):
+        t(2, 1).flatten(1, 0)
+    with raises(ValueError, "permute: dims (0, 3)", "(2, 1)"):
+        t(2, 1).permute(0, 3)           # 3 would wrap to 1 if taken modulo the number of dims
+
+
 def test_getitem_out_of_range():
     with raises(IndexError, "getitem", "shape (2, 3)"):
         t(2, 3)[5]

@@ -198,3 +198,31 @@ def test_declared_functions_appear_in_the_graph(spec):
     run()
     missing = sorted(c.__name__ for c in declared - seen)
     assert not missing, f"{spec.name} declares {missing} in covers, but they never appear in the graph of its fn"
+
+
+def test_entry_modules_may_be_missing_but_their_import_errors_surface(tmp_path, monkeypatch):
+    """The registry skips an entry module whose file does not exist yet, and only that: an ImportError
+    raised inside an existing entry module propagates."""
+    import sys
+
+    from minigrad.testing import registry
+
+    package = tmp_path / "fake_entries_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "entries_core.py").write_text("LOADED = True\n")
+    (package / "entries_conv.py").write_text("import a_module_that_does_not_exist\n")
+    # no entries_norm.py at all
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "__package__", "fake_entries_pkg")
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.raises(ImportError, match="a_module_that_does_not_exist"):
+        registry._load()
+
+    (package / "entries_conv.py").write_text("LOADED = True\n")
+    for name in [m for m in sys.modules if m.startswith("fake_entries_pkg")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(registry, "_loaded", False)
+    registry._load()                                   # entries_norm.py is missing: skipped
+    assert sys.modules["fake_entries_pkg.entries_conv"].LOADED
+    assert "fake_entries_pkg.entries_norm" not in sys.modules

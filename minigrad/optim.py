@@ -105,6 +105,9 @@ class Adam(Optimizer):
 
         m <- beta1 m + (1 - beta1) g          v <- beta2 v + (1 - beta2) g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    For NumPy arrays the update runs as one numba pass per parameter (``minigrad/kernels/optim_cpu.py``,
+    bit for bit the NumPy expressions below, which are the reference and the CuPy path).
     """
 
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
@@ -123,9 +126,25 @@ class Adam(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
         t = state["step"]
+        fused = _fused_cpu_adam(p.data, g, state["exp_avg"], state["exp_avg_sq"])
+        if fused is not None:  # the same update in one numba pass (minigrad/kernels/optim_cpu.py)
+            p.data = fused.adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2,
+                                       group["lr"], group["eps"], t)
+            return
         dt = p.data.dtype.type
         state["exp_avg"] = dt(beta1) * state["exp_avg"] + dt(1 - beta1) * g
         state["exp_avg_sq"] = dt(beta2) * state["exp_avg_sq"] + dt(1 - beta2) * (g * g)
         step_size = group["lr"] / (1 - beta1 ** t)
         denom = backend.array_module(g).sqrt(state["exp_avg_sq"]) / dt(math.sqrt(1 - beta2 ** t)) + dt(group["eps"])
         p.data = p.data - dt(step_size) * state["exp_avg"] / denom
+
+
+def _fused_cpu_adam(p, g, m, v):
+    """``minigrad.kernels.optim_cpu`` when it handles these arrays (contiguous float NumPy arrays, "fast"
+    kernel path), else None."""
+    from . import kernels
+    from .kernels import optim_cpu
+
+    if kernels.get_path() == "fast" and optim_cpu.supports(p, g, m, v):
+        return optim_cpu
+    return None

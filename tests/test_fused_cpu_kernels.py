@@ -1,9 +1,12 @@
-"""The numba elementwise kernels (minigrad/kernels/elementwise_cpu.py) against the reference expressions.
+"""The fused numba kernels outside convolution and batch norm, against the reference expressions.
 
-The op registry checks ``F.leaky_relu`` (values, gradients, PyTorch) on the default, fast path; here the
-fast kernels are compared with the reference path (``kernels.use("reference")``) on what the registry's
-strategies avoid: values exactly at the kink, NaN, infinities, non-contiguous and 0-d inputs, broadcast
-upstream gradients, negative and > 1 slopes.
+* ``minigrad/kernels/elementwise_cpu.py`` (LeakyReLU). The op registry checks ``F.leaky_relu`` (values,
+  gradients, PyTorch) on the default, fast path; here the fast kernels are compared with the reference
+  path (``kernels.use("reference")``) on what the registry's strategies avoid: values exactly at the
+  kink, NaN, infinities, non-contiguous and 0-d inputs, broadcast upstream gradients, negative and > 1
+  slopes.
+* ``minigrad/kernels/optim_cpu.py`` (Adam). ``tests/test_optim.py`` checks Adam against the update rule
+  and ``torch.optim``; here the fused update must equal the NumPy expressions bit for bit.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import kernels
-from minigrad.kernels import elementwise_cpu
+from minigrad import kernels, optim
+from minigrad.kernels import elementwise_cpu, optim_cpu
 
 
 def _forward_backward(x, slope, grad):
@@ -81,3 +84,54 @@ def test_supports_only_float_numpy_arrays_of_one_dtype():
     assert not elementwise_cpu.supports(np.zeros(3, np.int64))
     assert not elementwise_cpu.supports(np.zeros(3, np.float16))
     assert not elementwise_cpu.supports(f32, f64)
+
+
+# ------------------------------------------------------------------------------------------------ Adam
+def _adam_run(path, dtype, weight_decay, steps=4):
+    rng = np.random.default_rng(3)
+    w = mg.tensor(rng.standard_normal((7, 5)).astype(dtype), requires_grad=True)
+    b = mg.tensor(rng.standard_normal(5).astype(dtype), requires_grad=True)
+    with kernels.use(path):
+        opt = optim.Adam([w, b], lr=0.01, betas=(0.5, 0.999), eps=1e-8, weight_decay=weight_decay)
+        for _ in range(steps):
+            w.grad = mg.tensor(rng.standard_normal(w.shape).astype(dtype))
+            b.grad = mg.tensor(rng.standard_normal(b.shape).astype(dtype))
+            opt.step()
+    return [w.numpy(), b.numpy()], opt.state_dict()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_fused_equals_reference_bit_for_bit(dtype, weight_decay):
+    fast, fast_state = _adam_run("fast", dtype, weight_decay)
+    ref, ref_state = _adam_run("reference", dtype, weight_decay)
+    for a, b in zip(fast, ref):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    for i in ref_state["state"]:
+        assert fast_state["state"][i]["step"] == ref_state["state"][i]["step"] == 4
+        for key in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(fast_state["state"][i][key], ref_state["state"][i][key])
+
+
+def test_adam_fused_returns_a_new_parameter_array():
+    # a graph saved before the step may still hold the old array: it must not change under it
+    w = mg.tensor(np.ones((3, 3), np.float32), requires_grad=True)
+    old = w.data
+    opt = optim.Adam([w], lr=0.1)
+    w.grad = mg.tensor(np.ones((3, 3), np.float32))
+    with kernels.use("fast"):
+        opt.step()
+    assert w.data is not old
+    np.testing.assert_array_equal(old, np.ones((3, 3), np.float32))
+    np.testing.assert_allclose(w.numpy(), 0.9, rtol=1e-6)  # first step moves by lr * sign(g)
+
+
+def test_adam_supports():
+    a = np.zeros((4, 4), np.float32)
+    assert optim_cpu.supports(a, a, a, a)
+    assert not optim_cpu.supports(a, np.zeros((4, 3), np.float32), a, a)          # shape differs
+    assert not optim_cpu.supports(a, np.zeros((4, 8), np.float32)[:, ::2], a, a)  # not contiguous
+    assert not optim_cpu.supports(a, a.astype(np.float64), a, a)         # mixed dtypes
+    f16 = a.astype(np.float16)
+    assert not optim_cpu.supports(f16, f16, f16, f16)

@@ -1,0 +1,51 @@
+"""numba kernel for the Adam update on the CPU: one pass over a parameter instead of about a dozen.
+
+``minigrad/optim.py`` writes Adam's update as NumPy expressions (the readable reference, and the CuPy
+path): each of them reads and writes whole arrays, so one parameter is swept some twelve times and as
+many temporary arrays are allocated. This loop computes the same expressions, in the same order and in
+the parameter's dtype, one element at a time::
+
+    m <- beta1 m + (1 - beta1) g
+    v <- beta2 v + (1 - beta2) (g g)
+    p <- p - step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps)      step_size = lr / (1 - beta1^t)
+
+``m`` and ``v`` (the optimizer's own state arrays, which nothing else holds) are updated in place; the
+new parameter goes into a new array, as the NumPy path does, because arrays saved by a graph that has not
+been backpropagated yet may still refer to the old one.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@njit(parallel=True, cache=True)
+def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2_sqrt, eps, out):
+    for i in prange(p.size):
+        gi = g[i]
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
+
+
+def supports(p, g, m, v) -> bool:
+    """Whether :func:`adam_update` handles these arrays: C-contiguous NumPy arrays of one float dtype."""
+    arrays = (p, g, m, v)
+    return all(isinstance(a, np.ndarray) and a.dtype == p.dtype and a.flags.c_contiguous and a.shape == p.shape
+               for a in arrays) and p.dtype in DTYPES
+
+
+def adam_update(p, g, m, v, beta1, beta2, lr, eps, t):
+    """One Adam step at step number ``t`` (1 for the first): updates ``m`` and ``v`` in place and returns
+    the new parameter array."""
+    dt = p.dtype.type
+    out = np.empty_like(p)
+    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
+          dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(math.sqrt(1 - beta2 ** t)), dt(eps), out.reshape(-1))
+    return out

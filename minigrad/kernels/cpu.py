@@ -4,15 +4,24 @@ Same names, arguments and results as the reference in ``im2col.py`` (read that f
 column matrix and the channel-rows layout). What changes is how the arrays are filled:
 
 * Each kernel is one pass over memory, parallel with ``prange`` over tasks that own disjoint pieces of
-  the output, so the threads never write to the same place - no locks, no atomics, and col2im needs no
-  scratch copy. For im2col/col2im a task is one channel of a block of samples: it reads or writes each
-  matrix row it owns as one contiguous run (streaming through memory), and the image planes it touches
-  stay in L1.
-* Padding is handled without a branch per pixel: for each kernel offset the range of window positions
-  that fall inside the image is computed once (:func:`_inside`), the positions outside it are written
-  as zeros (im2col) or skipped (col2im), and the loop in between is a plain strided copy.
+  the output, so the threads never write to the same place - no locks, no atomics.
+* im2col / col2im work through an *index table*. Pad an image plane with zeros into a small buffer;
+  then column entry (i, j, oy, ox) of that plane is the buffer's value at one fixed offset,
+  ``(oy*sH + i) * Wp + ox*sW + j`` (Wp: the padded width), the same for every channel and sample. The
+  table of those offsets is computed once per call (:func:`_window_offsets`), and every copy becomes
+  ``column[q] = buffer[table[q]]`` (im2col) or ``buffer[table[q]] += column[q]`` (col2im): no test for
+  the padding, no short loops over a window row, whatever the kernel, stride and padding.
+* A task is one channel of a block of samples: it owns one contiguous run of every matrix row of that
+  channel (the columns of its samples), which it writes (im2col) or reads (col2im) as a stream, while
+  its padded planes stay in L1.
 * Arithmetic stays out of here: the products ``W2d @ cols`` go to BLAS through ``numpy.matmul`` in
   ``ops/conv.py``, which is where the flops are.
+
+Two numba details matter for speed. Arrays are addressed through flat views with unsigned offsets:
+numba accepts negative indices (counting from the end), so every signed index costs a test, and
+unsigned ones skip it (this alone halves the time of these copy loops). And no array views are made
+inside the parallel loops: a view is a reference-counted object, and counting references from several
+threads at once is slow.
 
 ``@njit(cache=True)`` stores the compiled code next to this file (``__pycache__``), so only the first
 run on a machine pays for compilation (one specialisation per dtype: float32 and float64).
@@ -24,101 +33,91 @@ from numba import njit, prange
 
 from .im2col import output_size
 
-
-@njit(cache=True, inline="always")
-def _inside(offset, stride, size, count):
-    """Window positions p in [lo, hi) whose pixel p*stride + offset lies inside [0, size).
-
-    p*stride + offset >= 0      <=>  p >= ceil(-offset / stride) = -(offset // stride)
-    p*stride + offset <= size-1 <=>  p <= (size - 1 - offset) // stride
-    (// is floor division, also for negative numbers, in numba as in Python.)
-    """
-    lo = max(0, -(offset // stride))
-    hi = min(count, (size - 1 - offset) // stride + 1)
-    return lo, max(lo, hi)
+_U = np.uint64  # offsets into flat arrays (see the module docstring)
 
 
 @njit(cache=True)
 def _block_size(n, positions):
-    """Samples per task: enough that a task writes (or reads) runs of at least ~4 KiB per matrix row."""
+    """Samples per task: enough that a task reads or writes runs of at least ~4 KiB per matrix row."""
     return min(n, max(1, 1024 // max(positions, 1)))
+
+
+@njit(cache=True)
+def _window_offsets(kh, kw, sh, sw, oh, ow, padded_width):
+    """table[(i*kW + j) * P + oy*OW + ox] = offset, in a zero-padded plane, of the pixel that column entry
+    (i, j, oy, ox) holds: row oy*sH + i, column ox*sW + j. P = OH*OW window positions."""
+    positions = oh * ow
+    table = np.empty(kh * kw * positions, dtype=np.uint64)
+    for i in range(kh):
+        for j in range(kw):
+            for oy in range(oh):
+                for ox in range(ow):
+                    table[(i * kw + j) * positions + oy * ow + ox] = (oy * sh + i) * padded_width + ox * sw + j
+    return table
 
 
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
-    # Tasks are (channel, block of samples). For each kernel offset (i, j) a task fills one contiguous run
-    # of matrix row (ch, i, j) - the columns of its samples - so the writes stream through memory, while
-    # the few input planes it reads stay in L1.
-    #
-    # The arrays are addressed through flat views with unsigned offsets. numba accepts negative indices
-    # (counting from the end), so each signed index costs a test; unsigned offsets skip it, which halves
-    # the time of these copy loops. (No views are made inside the loops either: a view is a new
-    # reference-counted object, and counting references from several threads is slow.)
     n, c, h, w = x.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    plane, positions, taps = hp * wp, oh * ow, kh * kw
+    table = _window_offsets(kh, kw, sh, sw, oh, ow, wp)
     src_all, dst_all = x.reshape(-1), cols.reshape(-1)
-    positions = oh * ow
-    columns = n * positions
     block = _block_size(n, positions)
     blocks = (n + block - 1) // block
     for task in prange(c * blocks):
         ch = task // blocks
         b0 = (task - ch * blocks) * block
         b1 = min(n, b0 + block)
-        for i in range(kh):
-            di = i - ph                                   # window row oy reads image row oy*sh + di
-            y_lo, y_hi = _inside(di, sh, h, oh)
-            for j in range(kw):
-                dj = j - pw
-                x_lo, x_hi = _inside(dj, sw, w, ow)
-                row = (ch * kh + i) * kw + j
-                for b in range(b0, b1):
-                    for oy in range(oh):
-                        dst = np.uint64(row * columns + b * positions + oy * ow)
-                        if oy < y_lo or oy >= y_hi:       # the whole window row is in the padding
-                            for ox in range(ow):
-                                dst_all[dst + np.uint64(ox)] = 0
-                            continue
-                        # image pixel (iy, ox*sw + dj) of plane (b, ch); only read for ox in [x_lo, x_hi)
-                        src = ((b * c + ch) * h + oy * sh + di) * w + dj
-                        for ox in range(x_lo):
-                            dst_all[dst + np.uint64(ox)] = 0
-                        for ox in range(x_lo, x_hi):
-                            dst_all[dst + np.uint64(ox)] = src_all[np.uint64(src + ox * sw)]
-                        for ox in range(x_hi, ow):
-                            dst_all[dst + np.uint64(ox)] = 0
+        # 1. The task's planes (channel ch of samples b0..b1-1), zero-padded, in a local buffer.
+        padded = np.zeros((b1 - b0) * plane, dtype=x.dtype)
+        for b in range(b0, b1):
+            dst = _U((b - b0) * plane + ph * wp + pw)
+            src = _U((b * c + ch) * h * w)
+            for iy in range(h):
+                for ix in range(w):
+                    padded[dst + _U(iy * wp + ix)] = src_all[src + _U(iy * w + ix)]
+        # 2. Matrix row (ch, i, j), columns of samples b0..b1-1: one table lookup per entry.
+        for t in range(taps):
+            row = _U((ch * taps + t) * n * positions)
+            offsets = _U(t * positions)
+            for b in range(b0, b1):
+                dst = row + _U(b * positions)
+                src = _U((b - b0) * plane)
+                for q in range(positions):
+                    dst_all[dst + _U(q)] = padded[src + table[offsets + _U(q)]]
 
 
 @njit(parallel=True, cache=True)
 def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, bias, out):
-    # The same tasks as _im2col, reading the runs it wrote and adding them into the task's own planes
-    # (channel ch of samples b0..b1), which no other task touches. Same flat, unsigned addressing.
+    # The same tasks and table as _im2col, run backwards: every column entry is added to the pixel of
+    # the padded buffer it was read from; then the buffer's inside (plus the bias) is the output plane.
     n, c, h, w = out.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    plane, positions, taps = hp * wp, oh * ow, kh * kw
+    table = _window_offsets(kh, kw, sh, sw, oh, ow, wp)
     src_all, dst_all = cols.reshape(-1), out.reshape(-1)
-    positions = oh * ow
-    columns = n * positions
     block = _block_size(n, positions)
     blocks = (n + block - 1) // block
     for task in prange(c * blocks):
         ch = task // blocks
         b0 = (task - ch * blocks) * block
         b1 = min(n, b0 + block)
-        for b in range(b0, b1):
-            plane = np.uint64((b * c + ch) * h * w)
-            for k in range(h * w):
-                dst_all[plane + np.uint64(k)] = bias[ch]
-        for i in range(kh):
-            di = i - ph
-            y_lo, y_hi = _inside(di, sh, h, oh)
-            for j in range(kw):
-                dj = j - pw
-                x_lo, x_hi = _inside(dj, sw, w, ow)
-                row = (ch * kh + i) * kw + j
-                for b in range(b0, b1):
-                    for oy in range(y_lo, y_hi):          # entries read from the padding are dropped
-                        src = np.uint64(row * columns + b * positions + oy * ow)
-                        dst = ((b * c + ch) * h + oy * sh + di) * w + dj
-                        for ox in range(x_lo, x_hi):
-                            dst_all[np.uint64(dst + ox * sw)] += src_all[src + np.uint64(ox)]
+        padded = np.zeros((b1 - b0) * plane, dtype=cols.dtype)
+        for t in range(taps):
+            row = _U((ch * taps + t) * n * positions)
+            offsets = _U(t * positions)
+            for b in range(b0, b1):
+                src = row + _U(b * positions)
+                dst = _U((b - b0) * plane)
+                for q in range(positions):  # within one tap the offsets are distinct: no double counting
+                    padded[dst + table[offsets + _U(q)]] += src_all[src + _U(q)]
+        for b in range(b0, b1):             # entries that came from the padding are dropped here
+            src = _U((b - b0) * plane + ph * wp + pw)
+            dst = _U((b * c + ch) * h * w)
+            for iy in range(h):
+                for ix in range(w):
+                    dst_all[dst + _U(iy * w + ix)] = padded[src + _U(iy * wp + ix)] + bias[ch]
 
 
 @njit(parallel=True, cache=True)

@@ -176,7 +176,7 @@ def count_step_flops(trainer, pairs) -> dict:
     return counts
 
 
-def measure_peak(device, threads):
+def measure_peak(device, threads, clock=time.perf_counter):
     if device == "cuda":
         import cupy
 
@@ -191,7 +191,7 @@ def measure_peak(device, threads):
             cupy.cuda.Device().synchronize()
             best = min(best, time.perf_counter() - t0)
         return 2.0 * n ** 3 / best / 1e9
-    return common.measure_peak_gflops(threads)
+    return common.measure_peak_gflops(threads, clock=clock)
 
 
 def minigrad_worker(args):
@@ -206,7 +206,8 @@ def minigrad_worker(args):
     def setup(cmd):
         counts = count_step_flops(trainer, pairs)   # also the first warm-up step (numba loads its cache)
         return {"flops": counts["forward"] + counts["backward"], "flops_forward": counts["forward"],
-                "flops_by_op": counts["by_op"], "peak_gflops": measure_peak(args.device, args.threads),
+                "flops_by_op": counts["by_op"],
+                "peak_gflops": measure_peak(args.device, args.threads, common.CLOCKS[args.clock]),
                 "numpy": np.__version__, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
                 "minigrad": getattr(mg, "__version__", "?")}
 

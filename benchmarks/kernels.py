@@ -36,6 +36,12 @@ How it is timed (``benchmarks/common.py`` explains the worker processes)
   median in the neighbouring round; the table shows the median of those ratios (the JSON file keeps
   every time, and the per-round ratios).
 
+OpenBLAS's idle threads spin for a while (2^28 cycles, about 0.1 s, by default) after every matrix
+product before they sleep; on a machine with as many threads as cores the numba kernel that runs next
+shares its cores with them. ``--openblas-thread-timeout 4`` makes them sleep almost at once (the variable
+must be set before NumPy loads, so it is set for the worker processes): comparing the two runs shows
+what that contention costs.
+
 The machine's other load changes the numbers: the load average is printed before and after. On a busy
 machine, ``--threads 1 --clock process`` compares CPU time of one thread per side, which other
 processes disturb much less (but it says nothing about how well either side uses two cores).
@@ -330,7 +336,8 @@ def _markdown(report, args):
         f"(threading layer {m.get('threading_layer')}) and PyTorch",
         f"- date: {report['date']}; command: `{report['command']}`",
         f"- load average (1, 5, 15 min) before: {report['load_before']}, after: {report['load_after']}",
-        f"- measured FP32 peak (best 2048^3 sgemm, NumPy/OpenBLAS): {m['peak_gflops']:.1f} GFLOP/s",
+        f"- measured FP32 peak (best 2048^3 sgemm, NumPy/OpenBLAS): {m['peak_gflops']:.1f} GFLOP/s; "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset (28)')}",
         f"- {args.rounds} rounds x {args.repeat} runs per row and side, {args.clock} clock; NumPy {m['numpy']}, "
         f"numba {m['numba']}; {torch_line}",
         "",
@@ -351,6 +358,10 @@ def build_parser():
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each row per round (default %(default)s)")
     p.add_argument("--pause", type=float, default=0.5, help="seconds of rest between rounds (default %(default)s)")
     p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
+    p.add_argument("--openblas-thread-timeout", type=int, metavar="N",
+                   help="set OPENBLAS_THREAD_TIMEOUT=N for the workers: OpenBLAS's idle threads spin for 2^N "
+                        "cycles after each product (default 28, about 0.1 s) and slow down the numba kernels "
+                        "that run next on the same cores; 4 puts them to sleep almost at once")
     p.add_argument("--only", metavar="TEXT", help="only the rows whose layer name contains TEXT")
     p.add_argument("--json", metavar="PATH", help="also write every time to this JSON file")
     p.add_argument("--markdown", metavar="PATH", help="also write the setting and the table as Markdown")
@@ -371,6 +382,8 @@ def main(argv=None):
         parser.error(f"--only {args.only!r} matches no layer")
 
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    if args.openblas_thread_timeout is not None:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_thread_timeout)  # the workers inherit it
     report = dict(command="python -m benchmarks.kernels " + " ".join(sys.argv[1:] if argv is None else argv),
                   date=datetime.datetime.now().isoformat(timespec="seconds"), machine=common.cpu_model(),
                   python=platform.python_version(), options=vars(args), load_before=common.loadavg())

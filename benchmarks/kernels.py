@@ -22,7 +22,7 @@ a training-mode forward pass, and the backward pass to input, weight and bias) g
 * FLOPs: 2 * N * Cout * OH * OW * Cin * kH * kW for each of a conv2d's three passes (the same products,
   reordered); for conv_transpose2d the same with its input in the conv2d output's place.
 * The peak is measured, not looked up: the best float32 matrix product of two 2048 x 2048 matrices with
-  NumPy (OpenBLAS) at the same thread count (``benchmarks/common.py``); on the GPU, CuPy's 8192 x 8192.
+  NumPy (OpenBLAS) at the same thread count and with the same clock; on the GPU, CuPy's 8192 x 8192.
 
 How it is timed (``benchmarks/common.py`` explains the worker processes)
 --------------------------------------------------------------------------
@@ -219,28 +219,39 @@ def minigrad_worker(args):
         rows[_key(layer, "backward")] = lambda node=node, grad=grad: node.fn.backward(node, grad)
 
     def versions():
-        return dict(peak_gflops=_peak(args.device, args.threads), numpy=np.__version__, numba=numba.__version__,
+        return dict(peak_gflops=_peak(args.device, common.CLOCKS[args.clock]), numpy=np.__version__,
+                    numba=numba.__version__,
                     numba_threads=numba.get_num_threads(),
                     threading_layer=numba.threading_layer() if args.device == "cpu" else None)
 
     _serve_rows(rows, sync, common.CLOCKS[args.clock], versions)
 
 
-def _peak(device, threads):
-    if device != "cuda":
-        return common.measure_peak_gflops(threads)
-    import cupy
+def _peak(device, clock):
+    """The best float32 product of two large square matrices, in GFLOP/s, timed with ``clock`` (so that a
+    ``--clock process`` run compares CPU time with CPU time): 2048 x 2048 with NumPy on the CPU (the
+    same measurement as ``benchmarks/common.py``), 8192 x 8192 with CuPy on the GPU."""
+    if device == "cuda":
+        import cupy as xp
 
-    n = 8192
-    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+        n, sync = 8192, xp.cuda.Device().synchronize
+    else:
+        import numpy as xp
+
+        n, sync = 2048, (lambda: None)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+    out = xp.empty((n, n), dtype=np.float32)
+    xp.matmul(a, b, out=out)
     best = float("inf")
-    for _ in range(4):
-        cupy.cuda.Device().synchronize()
-        start = time.perf_counter()
-        cupy.matmul(a, b)
-        cupy.cuda.Device().synchronize()
-        best = min(best, time.perf_counter() - start)
+    for _ in range(5):
+        sync()
+        start = clock()
+        xp.matmul(a, b, out=out)
+        sync()
+        best = min(best, clock() - start)
     return 2.0 * n ** 3 / best / 1e9
 
 

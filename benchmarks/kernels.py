@@ -159,7 +159,7 @@ def minigrad_worker(args):
     import numpy as np
 
     import minigrad.functional as F
-    from minigrad import Tensor, no_grad
+    from minigrad import Tensor, kernels, no_grad
     from minigrad.autograd import Context
     from minigrad.ops.conv import Conv2d, ConvTranspose2d
 
@@ -222,7 +222,8 @@ def minigrad_worker(args):
         return dict(peak_gflops=_peak(args.device, common.CLOCKS[args.clock]), numpy=np.__version__,
                     numba=numba.__version__,
                     numba_threads=numba.get_num_threads(),
-                    threading_layer=numba.threading_layer() if args.device == "cpu" else None)
+                    threading_layer=numba.threading_layer() if args.device == "cpu" else None,
+                    block_bytes=kernels.block_bytes(kernels.for_array(xp.zeros(1))))
 
     _serve_rows(rows, sync, common.CLOCKS[args.clock], versions)
 
@@ -348,7 +349,9 @@ def _markdown(report, args):
         f"- date: {report['date']}; command: `{report['command']}`",
         f"- load average (1, 5, 15 min) before: {report['load_before']}, after: {report['load_after']}",
         f"- measured FP32 peak (best 2048^3 sgemm, NumPy/OpenBLAS): {m['peak_gflops']:.1f} GFLOP/s; "
-        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset (28)')}",
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset (28)')}; "
+        "conv ops build their column matrices " + (f"in blocks of {m['block_bytes']} bytes" if m["block_bytes"]
+                                                     else "for the whole batch at once"),
         f"- {args.rounds} rounds x {args.repeat} runs per row and side, {args.clock} clock; NumPy {m['numpy']}, "
         f"numba {m['numba']}; {torch_line}",
         "",
@@ -373,6 +376,9 @@ def build_parser():
                    help="set OPENBLAS_THREAD_TIMEOUT=N for the workers: OpenBLAS's idle threads spin for 2^N "
                         "cycles after each product (default 28, about 0.1 s) and slow down the numba kernels "
                         "that run next on the same cores; 4 puts them to sleep almost at once")
+    p.add_argument("--block-bytes", type=int, metavar="B",
+                   help="set MINIGRAD_CONV_BLOCK_BYTES=B for the workers: bytes of column matrix the conv ops "
+                        "build at a time (0: the whole batch; default: the kernel module's, 1 MiB on the CPU)")
     p.add_argument("--only", metavar="TEXT", help="only the rows whose layer name contains TEXT")
     p.add_argument("--json", metavar="PATH", help="also write every time to this JSON file")
     p.add_argument("--markdown", metavar="PATH", help="also write the setting and the table as Markdown")
@@ -395,6 +401,8 @@ def main(argv=None):
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if args.openblas_thread_timeout is not None:
         os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_thread_timeout)  # the workers inherit it
+    if args.block_bytes is not None:
+        os.environ["MINIGRAD_CONV_BLOCK_BYTES"] = str(args.block_bytes)
     report = dict(command="python -m benchmarks.kernels " + " ".join(sys.argv[1:] if argv is None else argv),
                   date=datetime.datetime.now().isoformat(timespec="seconds"), machine=common.cpu_model(),
                   python=platform.python_version(), options=vars(args), load_before=common.loadavg())

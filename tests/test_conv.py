@@ -3,7 +3,9 @@
 Numeric tests run on both kernel paths ("fast": numba on the CPU; "reference": the NumPy im2col of
 ``minigrad/kernels/im2col.py``). PyTorch, when importable, is the outside reference.
 """
+import contextlib
 import math
+import os
 
 import numpy as np
 import pytest
@@ -133,6 +135,53 @@ def test_fast_and_reference_paths_agree_on_the_whole_op(p):
         assert fast.dtype == ref.dtype == np.float32
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+@contextlib.contextmanager
+def block_size(setting):
+    """$MINIGRAD_CONV_BLOCK_BYTES set for the block (Hypothesis tests cannot take pytest's monkeypatch)."""
+    old = os.environ.get("MINIGRAD_CONV_BLOCK_BYTES")
+    os.environ["MINIGRAD_CONV_BLOCK_BYTES"] = setting
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINIGRAD_CONV_BLOCK_BYTES"]
+        else:
+            os.environ["MINIGRAD_CONV_BLOCK_BYTES"] = old
+
+
+@pytest.mark.parametrize("block_bytes", ["1", "700"])
+@given(p=st.one_of(conv_problems(max_batch=5), conv_problems(transposed=True, max_batch=5)), path=paths)
+def test_blocks_of_samples_give_the_whole_batch_result(p, path, block_bytes):
+    """The ops go through the batch in blocks of samples (ops/conv.py, sample_blocks). With tiny blocks
+    (one sample, or a few) forward and gradients must equal the whole batch at once, on both paths."""
+    results = {}
+    for name, setting in (("blocks", block_bytes), ("whole", "0")):
+        with block_size(setting), kernels.use(path):
+            ts = [mg.tensor(a, requires_grad=True) for a in op_inputs(p)]
+            y = op_fn(p)(*ts)
+            y.backward(mg.tensor(np.random.default_rng(2).standard_normal(y.shape)))
+        results[name] = [y.numpy()] + [t.grad.numpy() for t in ts]
+    for a, b in zip(results["blocks"], results["whole"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_block_size_setting_is_checked(monkeypatch):
+    from minigrad.kernels import cpu
+    from minigrad.ops.conv import sample_blocks
+
+    monkeypatch.setenv("MINIGRAD_CONV_BLOCK_BYTES", "0")
+    assert sample_blocks(cpu, 10, 10, 1, 10, 4) == [(0, 10)]
+    # 10 rows x 10 columns x 4 bytes per sample, 1200-byte blocks: 3 samples each, so 4 nearly equal blocks
+    monkeypatch.setenv("MINIGRAD_CONV_BLOCK_BYTES", "1200")
+    assert sample_blocks(cpu, 10, 10, 1, 10, 4) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    # a large weight (100 x 1000) makes blocks of at least 8 * 100 * 1000 / 1100 = 728 columns, 8 samples of
+    # 100 columns, although one sample's matrix (40 kB) is already over the budget
+    assert sample_blocks(cpu, 10, 100, 1000, 100, 4) == [(0, 5), (5, 10)]
+    monkeypatch.setenv("MINIGRAD_CONV_BLOCK_BYTES", "lots")
+    with pytest.raises(ValueError, match=r"MINIGRAD_CONV_BLOCK_BYTES must be a non-negative integer, got 'lots'"):
+        sample_blocks(cpu, 10, 10, 1, 10, 4)
 
 
 # ------------------------------------------------------------------------------------------ PyTorch

@@ -76,6 +76,15 @@ def test_numba_kernels_accept_non_contiguous_input():
     np.testing.assert_array_equal(cpu.to_channel_rows(x), ref.to_channel_rows(x))
 
 
+def test_col2im_rejects_shapes_that_do_not_fit():
+    """The numba kernel does not check its indices; the wrapper checks the shapes instead."""
+    geometry = ((3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match=r"col2im: a column matrix of shape \(9, 10\) does not fit"):
+        cpu.col2im(np.zeros((9, 10), np.float32), (1, 1, 4, 4), *geometry)
+    with pytest.raises(ValueError, match="col2im: out must be a C-contiguous float32 array"):
+        cpu.col2im(np.zeros((9, 16), np.float32), (1, 1, 4, 4), *geometry, out=np.zeros((1, 1, 4, 5), np.float32))
+
+
 # ------------------------------------------------------------------------------ adjoint relation
 @given(unfold_cases(dtype=np.float64), st.sampled_from(["numba", "reference"]))
 def test_col2im_is_the_adjoint_of_im2col(case, which):

@@ -1,7 +1,8 @@
 """Raw-array kernels behind the convolution ops, chosen per device.
 
 Three modules implement the same five functions (``im2col``, ``col2im``, ``to_channel_rows``,
-``from_channel_rows``, ``channel_sum``; see ``im2col.py`` for what they compute):
+``from_channel_rows``, ``channel_sum``; see ``im2col.py`` for what they compute), and each says how much
+of a column matrix the ops should build at a time (``BLOCK_BYTES``, see :func:`block_bytes`):
 
 * ``im2col.py`` - the reference: plain NumPy/CuPy slicing, readable, runs on either array module;
 * ``cpu.py``    - numba kernels, used for NumPy arrays;
@@ -55,6 +56,24 @@ def use(name):
         yield
     finally:
         _path = previous
+
+
+def block_bytes(module):
+    """Bytes of column matrix per block of samples for the ops of ``ops/conv.py`` (None: the whole batch).
+
+    The kernel module's ``BLOCK_BYTES`` unless ``$MINIGRAD_CONV_BLOCK_BYTES`` is set (an integer; 0 means
+    the whole batch at once), which is how the benchmark compares block sizes.
+    """
+    text = os.environ.get("MINIGRAD_CONV_BLOCK_BYTES", "").strip()
+    if not text:
+        return module.BLOCK_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"kernels: $MINIGRAD_CONV_BLOCK_BYTES must be a non-negative integer, got {text!r}")
+    return value or None
 
 
 def for_array(array):

@@ -28,7 +28,11 @@ import functools
 from ..backend import cupy_module
 from .im2col import channel_sum, from_channel_rows, output_size, to_channel_rows
 
-__all__ = ["im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum"]
+__all__ = ["im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
+
+#: Bytes of column matrix per block of samples in the ops: None, the whole batch at once (a GPU wants
+#: large launches, and CuPy's memory pool reuses the buffers).
+BLOCK_BYTES = None
 
 #: Scalar parameters shared by both kernels (the geometry of the convolution).
 GEOMETRY_PARAMS = ("int32 n, int32 c, int32 h, int32 w, int32 kh, int32 kw, int32 sh, int32 sw, "
@@ -106,14 +110,19 @@ def im2col(x, kernel_size, stride, padding):
     return cols
 
 
-def col2im(cols, image_shape, kernel_size, stride, padding, bias=None):
+def col2im(cols, image_shape, kernel_size, stride, padding, bias=None, out=None):
     """CUDA version of :func:`minigrad.kernels.im2col.col2im`: (C*kH*kW, N*OH*OW) -> ``image_shape``."""
     cp = cupy_module()
     cols = cp.ascontiguousarray(cols)
     geometry = _geometry(image_shape, kernel_size, stride, padding)
-    c = geometry[1]
+    n, c, _, _, kh, kw, _, _, _, _, oh, ow = geometry
+    if tuple(cols.shape) != (c * kh * kw, n * oh * ow):  # the kernel does not check its indices
+        raise ValueError(f"col2im: a column matrix of shape {tuple(cols.shape)} does not fit images "
+                         f"{tuple(image_shape)} with kernel {kernel_size}, stride {stride}, padding {padding}")
     bias = cp.zeros(c, dtype=cols.dtype) if bias is None else cp.ascontiguousarray(bias, dtype=cols.dtype)
-    img = cp.empty(tuple(image_shape), dtype=cols.dtype)
+    img = cp.empty(tuple(image_shape), dtype=cols.dtype) if out is None else out
+    if tuple(img.shape) != tuple(image_shape) or img.dtype != cols.dtype or not img.flags.c_contiguous:
+        raise ValueError(f"col2im: out must be a C-contiguous {cols.dtype} array of shape {tuple(image_shape)}")
     if img.size:
         _kernels()[1](cols, bias, *geometry, img)
     return img

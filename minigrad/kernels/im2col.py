@@ -32,6 +32,10 @@ from __future__ import annotations
 
 from ..backend import array_module
 
+#: Bytes of column matrix per block of samples in the ops (see ``ops/conv.py``); None: the whole batch,
+#: the plainest form of the algorithm.
+BLOCK_BYTES = None
+
 
 def output_size(size, kernel, stride, padding):
     """Number of window positions along one axis: (size + 2 padding - kernel) // stride + 1."""
@@ -63,13 +67,14 @@ def im2col(x, kernel_size, stride, padding):
     return cols.reshape(c * kh * kw, n * oh * ow)
 
 
-def col2im(cols, image_shape, kernel_size, stride, padding, bias=None):
+def col2im(cols, image_shape, kernel_size, stride, padding, bias=None, out=None):
     """Fold a column matrix (C*kH*kW, N*OH*OW) back into an image batch of shape ``image_shape``
     (N, C, H, W), adding up the entries that land on the same pixel; the adjoint of :func:`im2col`.
 
     ``bias`` (C,), when given, is added to every pixel of its channel (conv_transpose2d's bias), so the
     caller needs no second pass. Pixels no window reaches (the last rows/columns when the stride does not
-    divide H + 2 pH - kH) receive only the bias.
+    divide H + 2 pH - kH) receive only the bias. ``out``: a C-contiguous array of shape ``image_shape`` to
+    write the result into (e.g. a block of samples of a larger batch); a new array when None.
     """
     xp = array_module(cols)
     n, c, h, w = image_shape
@@ -81,7 +86,9 @@ def col2im(cols, image_shape, kernel_size, stride, padding, bias=None):
         for j in range(kw):
             # Within one offset (i, j) the windows touch distinct pixels, so += adds each entry once.
             xpad[:, :, _window(i, sh, oh), _window(j, sw, ow)] += cols[:, i, j].transpose(1, 0, 2, 3)
-    out = xp.ascontiguousarray(xpad[:, :, ph:ph + h, pw:pw + w])
+    if out is None:
+        out = xp.empty((n, c, h, w), dtype=cols.dtype)
+    out[...] = xpad[:, :, ph:ph + h, pw:pw + w]
     if bias is not None:
         out += bias.reshape(1, c, 1, 1)
     return out

@@ -35,6 +35,7 @@ import numbers
 
 from .. import kernels
 from ..autograd import Function
+from ..backend import array_module
 
 
 # ------------------------------------------------------------------------------------------ arguments
@@ -97,6 +98,34 @@ def conv_transpose2d_output_size(op, hw, kernel, stride, padding, output_padding
     return out
 
 
+# ------------------------------------------------------------------------------------ blocks of samples
+def sample_blocks(k, n, rows, other_rows, positions, itemsize):
+    """Split a batch of ``n`` samples into nearly equal ranges [b0, b1) for block-by-block processing.
+
+    Where a column matrix is made only to be used at once - a product folded by col2im, or an unfolded
+    gradient multiplied right away - the ops below go through the batch a block of samples at a time.
+    Built for the whole batch, the matrix of a large layer (tens of MB) is written to main memory and read
+    back; a block of about ``kernels.block_bytes(k)`` bytes is still in the cache when it is used. The
+    columns of a block are a contiguous range of the full matrix's columns (the sample is the slowest-
+    moving part of a column index), so each block's product lands in a slice of the full result.
+
+    The column matrix has ``rows`` rows and ``positions`` columns per sample, and meets a weight matrix of
+    ``rows x other_rows`` in a product. Every block multiplies by the whole weight again, so a block has at
+    least 8 * rows * other_rows / (rows + other_rows) columns: then reading the weight costs at most an
+    eighth of what reading and writing the block's own matrices does, and the products stay wide enough
+    for BLAS to run at full speed (e.g. the width-128 generator's first layer, whose weight is 13 MB, is
+    done in one block whatever the budget).
+    """
+    budget = kernels.block_bytes(k)
+    if budget is None or n <= 1:
+        return [(0, n)]
+    by_bytes = budget // max(1, rows * positions * itemsize)
+    by_weight = -(-8 * rows * other_rows // ((rows + other_rows) * positions))   # ceil
+    count = -(-n // max(1, by_bytes, by_weight))                                   # number of blocks
+    edges = [n * i // count for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 # ----------------------------------------------------------------------------------------------- conv2d
 class Conv2d(Function):
     """y = conv2d(x, weight) + bias; inputs ``(x, weight)`` or ``(x, weight, bias)``.
@@ -113,6 +142,7 @@ class Conv2d(Function):
 
     The column matrix is saved for dW when the weight needs a gradient (kH*kW times the input's memory,
     traded for not unfolding x a second time in the backward pass); only the weight is saved otherwise.
+    dx is computed block of samples by block (:func:`sample_blocks`): dcols of a block, then its col2im.
     """
 
     @staticmethod
@@ -135,13 +165,18 @@ class Conv2d(Function):
     def backward(ctx, grad):
         cols, weight = ctx.saved_arrays
         cout, cin, kh, kw = weight.shape
-        k = kernels.for_array(grad)
+        n, oh, ow = grad.shape[0], grad.shape[2], grad.shape[3]
+        k, xp = kernels.for_array(grad), array_module(grad)
         g = k.to_channel_rows(grad)                               # G: (Cout, N*OH*OW)
 
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dcols = weight.reshape(cout, cin * kh * kw).T @ g      # W2d^T @ G: (Cin*kH*kW, N*OH*OW)
-            dx = k.col2im(dcols, ctx.x_shape, (kh, kw), ctx.stride, ctx.padding)
+            w2d_t = weight.reshape(cout, cin * kh * kw).T
+            dx = xp.empty(ctx.x_shape, dtype=grad.dtype)
+            for b0, b1 in sample_blocks(k, n, cin * kh * kw, cout, oh * ow, grad.dtype.itemsize):
+                dcols = w2d_t @ g[:, b0 * oh * ow:b1 * oh * ow]    # W2d^T @ G: (Cin*kH*kW, block*OH*OW)
+                k.col2im(dcols, (b1 - b0,) + tuple(ctx.x_shape[1:]), (kh, kw), ctx.stride, ctx.padding,
+                         out=dx[b0:b1])
         if ctx.needs_input_grad[1]:
             dw = (g @ cols.T).reshape(weight.shape)               # G @ cols^T: (Cout, Cin*kH*kW)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -160,14 +195,16 @@ class ConvTranspose2d(Function):
         cols = W2d^T @ X                    (Cout*kH*kW, N*H*W),   W2d = weight.reshape(Cin, Cout*kH*kW)
         y = col2im(cols) + b                (N, Cout, OH, OW)
 
-    Each input pixel spreads its value, weighted by the kernel, over a kH x kW patch of the output; the
-    patches of neighbouring pixels (``stride`` apart) overlap and add up.
+    (the last two steps block of samples by block, :func:`sample_blocks`). Each input pixel spreads its
+    value, weighted by the kernel, over a kH x kW patch of the output; the patches of neighbouring
+    pixels (``stride`` apart) overlap and add up.
 
-    Backward, with C = im2col(grad) of shape (Cout*kH*kW, N*H*W):
+    Backward, with C = im2col(grad) of shape (Cout*kH*kW, N*H*W), also block by block:
 
     * y = col2im(cols): the adjoint of col2im is im2col, so dcols = C.
     * cols = W2d^T @ X: dX = W2d @ C (conv2d's forward pass applied to grad) and
-      d(W2d^T) = C @ X^T, i.e. dW2d = X @ C^T (conv2d's weight-gradient with grad and x swapped).
+      d(W2d^T) = C @ X^T, i.e. dW2d = X @ C^T (conv2d's weight-gradient with grad and x swapped),
+      summed over the blocks.
     * b is added to every pixel of its channel: db = grad summed over N, OH and OW.
 
     ``to_channel_rows(x)`` is saved for dW when the weight needs a gradient (the size of x).
@@ -183,11 +220,14 @@ class ConvTranspose2d(Function):
         n, _, h, w = x.shape
         oh, ow = conv_transpose2d_output_size("conv_transpose2d", (h, w), (kh, kw), stride, padding,
                                               output_padding)
-        k = kernels.for_array(x)
+        k, xp = kernels.for_array(x), array_module(x)
+        w2d_t = weight.reshape(cin, cout * kh * kw).T
 
         x_rows = k.to_channel_rows(x)                             # X: (Cin, N*H*W)
-        cols = weight.reshape(cin, cout * kh * kw).T @ x_rows      # W2d^T @ X: (Cout*kH*kW, N*H*W)
-        y = k.col2im(cols, (n, cout, oh, ow), (kh, kw), stride, padding, bias=b)
+        y = xp.empty((n, cout, oh, ow), dtype=x.dtype)
+        for b0, b1 in sample_blocks(k, n, cout * kh * kw, cin, h * w, x.dtype.itemsize):
+            cols = w2d_t @ x_rows[:, b0 * h * w:b1 * h * w]        # W2d^T @ X: (Cout*kH*kW, block*H*W)
+            k.col2im(cols, (b1 - b0, cout, oh, ow), (kh, kw), stride, padding, bias=b, out=y[b0:b1])
 
         ctx.x_hw, ctx.stride, ctx.padding, ctx.has_bias = (h, w), stride, padding, bool(bias)
         ctx.save_for_backward(x_rows if ctx.needs_input_grad[1] else None, weight)
@@ -198,17 +238,28 @@ class ConvTranspose2d(Function):
         x_rows, weight = ctx.saved_arrays
         cin, cout, kh, kw = weight.shape
         h, w = ctx.x_hw
-        k = kernels.for_array(grad)
-        # im2col of the (N, Cout, OH, OW) gradient has exactly N*H*W columns: with
-        # OH = (H-1)*s - 2p + kH + q and 0 <= q < s, (OH + 2p - kH) // s + 1 = H - 1 + q // s + 1 = H.
-        cols = k.im2col(grad, (kh, kw), ctx.stride, ctx.padding)  # C: (Cout*kH*kW, N*H*W)
+        n = grad.shape[0]
+        k, xp = kernels.for_array(grad), array_module(grad)
+        w2d = weight.reshape(cin, cout * kh * kw)
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
 
         dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx_rows = weight.reshape(cin, cout * kh * kw) @ cols    # W2d @ C: (Cin, N*H*W)
-            dx = k.from_channel_rows(dx_rows, grad.shape[0], h, w)
-        if ctx.needs_input_grad[1]:
-            dw = (x_rows @ cols.T).reshape(weight.shape)          # X @ C^T: (Cin, Cout*kH*kW)
+        dx_rows = xp.empty((cin, n * h * w), dtype=grad.dtype) if need_x else None
+        blocks = sample_blocks(k, n, cout * kh * kw, cin, h * w, grad.dtype.itemsize) if need_x or need_w else []
+        for b0, b1 in blocks:
+            # im2col of the (N, Cout, OH, OW) gradient has exactly N*H*W columns: with
+            # OH = (H-1)*s - 2p + kH + q and 0 <= q < s, (OH + 2p - kH) // s + 1 = H - 1 + q // s + 1 = H.
+            cols = k.im2col(grad[b0:b1], (kh, kw), ctx.stride, ctx.padding)  # C: (Cout*kH*kW, block*H*W)
+            columns = slice(b0 * h * w, b1 * h * w)
+            if need_x:
+                xp.matmul(w2d, cols, out=dx_rows[:, columns])       # W2d @ C: (Cin, block*H*W)
+            if need_w:
+                part = x_rows[:, columns] @ cols.T                  # X @ C^T: (Cin, Cout*kH*kW)
+                dw = part if dw is None else dw + part
+        if need_x:
+            dx = k.from_channel_rows(dx_rows, n, h, w)
+        if need_w:
+            dw = dw.reshape(weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = k.channel_sum(grad)
         return (dx, dw, db) if ctx.has_bias else (dx, dw)

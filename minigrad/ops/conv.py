@@ -8,6 +8,8 @@ Both ops are written with three steps, whatever the device:
 * one matrix product per gradient, ``xp.matmul`` (BLAS on the CPU, cuBLAS on the GPU).
 
 ``minigrad.kernels.for_array`` picks the implementation of the first two (numba, CuPy or the reference).
+Where a column matrix is made only to be used at once, the CPU goes through the batch in blocks of
+samples that fit in the cache (:func:`sample_blocks`); the arithmetic is the same.
 
 conv2d
 ------

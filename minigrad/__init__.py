@@ -6,7 +6,18 @@
 
 Read the source in this order: ``backend.py``, ``autograd.py``, ``tensor.py``, ``ops/``, ``kernels/``,
 ``functional.py``, ``nn/``, ``optim.py``.
+
+On import, if NumPy is not loaded yet and the variable is unset, minigrad sets ``OPENBLAS_THREAD_TIMEOUT=4``:
+OpenBLAS's idle threads otherwise spin for about 0.1 s after every matrix product, and on a small machine
+they take the cores from minigrad's numba kernels that run right after it (measured on 2 cores: several
+conv passes 2-6x slower; see benchmarks/RESULTS.md). Set the variable yourself to choose otherwise.
 """
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_available
 from .creation import (arange, bool_, cat, float32, float64, full, int32, int64, ones, ones_like, rand, randn,

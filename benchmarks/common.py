@@ -173,12 +173,15 @@ class Worker:
     the repository root with :func:`thread_env` applied.
 
     ``worker.call("round", steps=10)`` sends a command and returns the worker's answer (a dict).
+    ``extra_env``: more environment variables for this worker only (experiments with library settings).
     """
 
-    def __init__(self, name: str, module: str, args, threads: int):
+    def __init__(self, name: str, module: str, args, threads: int, extra_env=None):
         self.name = name
+        env = thread_env(threads)
+        env.update(extra_env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
-                                     env=thread_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
 
     def call(self, cmd: str, **fields) -> dict:

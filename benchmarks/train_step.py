@@ -69,9 +69,9 @@ def make_trainer(dataset_shape="svhn", g_width=32, batch_size=128, device="cpu",
     """A real :class:`ssgan.train.Trainer` (the training command's defaults, with these options) whose
     data are random images of the dataset's shape: ``ssgan.data.load_dataset`` is replaced while the
     trainer is built, and nothing is read or written on disk."""
-    import numpy as np
+    from ssgan import data, train  # first, as in ``python -m ssgan.train``: minigrad sets thread variables
 
-    from ssgan import data, train
+    import numpy as np
 
     info = data.dataset_info(dataset_shape)
     n_images = max(n_images, 2 * batch_size)
@@ -241,6 +241,9 @@ def build_parser():
     p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
     p.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch even when it is installed")
+    p.add_argument("--minigrad-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for the minigrad worker only, e.g. OMP_WAIT_POLICY=passive "
+                        "(for experiments with library settings; may be repeated)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -269,6 +272,10 @@ def main(argv=None):
     if args.warmup < 0:
         build_parser().error("--warmup must be at least 0")
 
+    try:
+        extra_env = dict(item.split("=", 1) for item in args.minigrad_env)
+    except ValueError:
+        build_parser().error(f"--minigrad-env takes NAME=VALUE, got {args.minigrad_env}")
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     command = "python -m benchmarks.train_step " + " ".join(sys.argv[1:] if argv is None else argv)
     report = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -280,7 +287,7 @@ def main(argv=None):
 
     with contextlib.ExitStack() as stack:
         workers = {"minigrad": stack.enter_context(
-            common.Worker("minigrad", "benchmarks.train_step", _worker_args(args), args.threads))}
+            common.Worker("minigrad", "benchmarks.train_step", _worker_args(args), args.threads, extra_env))}
         report["minigrad"] = workers["minigrad"].call("setup")
         if use_torch:
             workers["torch"] = stack.enter_context(

@@ -18,6 +18,7 @@ import sys as _sys
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+from . import threads  # noqa: F401  (first: numba's idle threads sleep, not spin; see threads.py)
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_available
 from .creation import (arange, bool_, cat, float32, float64, full, int32, int64, ones, ones_like, rand, randn,

@@ -16,7 +16,8 @@ with :class:`StepProfiler` active, which, for the duration of the profile only, 
 
 with a timer that measures *exclusive* time: a region's time minus that of the timed regions inside it.
 So a conv op's own time is its matrix products (the kernels inside it are counted separately), and the
-engine's is its bookkeeping alone. What no wrapped region covers - module calls, the step's own code,
+engine's is its bookkeeping alone. With ``--device cuda`` every region waits for the GPU before and after
+(so GPU time lands where it is spent, at the price of losing the overlap of launches and work). What no wrapped region covers - module calls, the step's own code,
 the batch gather, ``.item()`` - is "other Python". The wrappers cost a few microseconds per call
 (a few hundred calls per step), which lands in the engine's and other rows.
 
@@ -66,22 +67,26 @@ class StepProfiler:
     calls, ``kind`` one of "forward", "backward", "kernel", "apply", "engine", "optimizer".
     """
 
-    def __init__(self, clock=time.perf_counter):
-        self.clock = clock
+    def __init__(self, clock=time.perf_counter, sync=None):
+        self.clock, self.sync = clock, sync   # sync: waits for the GPU (None on the CPU)
         self.times = defaultdict(float)
         self.calls = defaultdict(int)
         self._children = []      # one entry per open region: the time of the timed regions inside it
         self._undo = []
 
     def _timed(self, key, fn):
-        clock, children, times, calls = self.clock, self._children, self.times, self.calls
+        clock, children, times, calls, sync = self.clock, self._children, self.times, self.calls, self.sync
 
         def timed(*args, **kwargs):
             children.append(0.0)
+            if sync is not None:
+                sync()
             t0 = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
+                if sync is not None:
+                    sync()
                 elapsed = clock() - t0
                 times[key] += elapsed - children.pop()
                 calls[key] += 1
@@ -148,7 +153,7 @@ def profile(trainer, pairs, steps, clock=time.perf_counter):
     from benchmarks.train_step import _sync
 
     device = trainer.config["device"]
-    with StepProfiler(clock) as prof:
+    with StepProfiler(clock, sync=(lambda: _sync(device)) if device == "cuda" else None) as prof:
         _sync(device)
         t0 = clock()
         for _ in range(steps):
@@ -203,6 +208,13 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_step", *argv], env)
 
     from benchmarks.train_step import batches, make_trainer
+
+    if args.device == "cuda":
+        import minigrad as mg
+
+        if not mg.cuda_available():
+            print("error: --device cuda: CuPy is not installed or sees no GPU", file=sys.stderr)
+            return 2
 
     load = common.loadavg()
     trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device)

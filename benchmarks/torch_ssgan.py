@@ -186,15 +186,19 @@ class TorchSSGAN:
         return float(counter.get_total_flops())
 
 
-def _peak_gflops_torch(n=2048, repeats=5, clock=time.perf_counter) -> float:
+def _peak_gflops_torch(device="cpu", repeats=5, clock=time.perf_counter) -> float:
     """PyTorch's float32 matmul GFLOP/s at its current thread count (for reference; % of peak uses NumPy's)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+    n = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.matmul(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
+        sync()
         t0 = clock()
         torch.matmul(a, b, out=out)
+        sync()
         best = min(best, clock() - t0)
     return 2.0 * n ** 3 / best / 1e9
 
@@ -219,7 +223,11 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("torch_ssgan: --device cuda but this PyTorch sees no GPU")
+        reason = f"PyTorch {torch.__version__} sees no GPU"
+        if not args.worker:
+            raise SystemExit(f"torch_ssgan: --device cuda but {reason}")
+        common.serve({"setup": lambda cmd: {"unavailable": reason}})  # the parent goes on without PyTorch
+        return
     model = TorchSSGAN(args.dataset_shape, args.g_width, batch_size=args.batch_size, device=args.device)
     clock = common.CLOCKS[args.clock]
     if not args.worker:
@@ -231,7 +239,7 @@ def main(argv=None):
 
     def setup(cmd):
         return {"version": torch.__version__, "threads": torch.get_num_threads(),
-                "flops": model.count_flops(), "peak_gflops_torch": _peak_gflops_torch(clock=clock)}
+                "flops": model.count_flops(), "peak_gflops_torch": _peak_gflops_torch(args.device, clock=clock)}
 
     common.serve({
         "setup": setup,

@@ -201,9 +201,11 @@ def minigrad_worker(args):
     import numba
     import numpy as np
 
+    if args.device == "cuda" and not mg.cuda_available():
+        common.serve({"setup": lambda cmd: {"error": "--device cuda: CuPy is not installed or sees no GPU"}})
+        return
     trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device)
     pairs = batches(trainer)
-
     clock = common.CLOCKS[args.clock]
 
     def setup(cmd):
@@ -291,11 +293,20 @@ def main(argv=None):
     with contextlib.ExitStack() as stack:
         workers = {"minigrad": stack.enter_context(
             common.Worker("minigrad", "benchmarks.train_step", _worker_args(args), args.threads, extra_env))}
-        report["minigrad"] = workers["minigrad"].call("setup")
+        try:
+            report["minigrad"] = workers["minigrad"].call("setup")
+        except common.WorkerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if use_torch:
             workers["torch"] = stack.enter_context(
                 common.Worker("torch", "benchmarks.torch_ssgan", _worker_args(args), args.threads))
             report["torch"] = workers["torch"].call("setup")
+            if "unavailable" in report["torch"]:
+                print(f"PyTorch not compared: {report['torch'].pop('unavailable')}", flush=True)
+                workers.pop("torch").close()
+                del report["torch"]
+                use_torch = False
         for name, w in workers.items():
             report[name]["warmup_times"] = w.call("warmup", steps=args.warmup)["times"] if args.warmup else []
             time.sleep(args.pause)

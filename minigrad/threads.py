@@ -6,9 +6,9 @@ batch norm, activations, Adam), whose parallel loops run on a GNU OpenMP pool. A
 idle threads *spinning* for a while after each parallel loop, waiting for the next one, unless the
 environment variable ``OMP_WAIT_POLICY`` is ``PASSIVE``. Here the next call is almost always a matrix
 product, whose OpenBLAS threads then share the cores with numba's spinning ones: on a 2-core machine,
-with 2 threads for each library, a ssgan training step took about twice as long as with ``PASSIVE``
-(1027 -> 473 ms per step at generator width 32; ``benchmarks/RESULTS.md``), and a spinning pool also
-takes CPU from every other process on the machine.
+with 2 threads for each library, a ssgan training step took 1.4-2.2 times as long as with ``PASSIVE``
+(882 -> 609 and 1027 -> 473 ms per step at generator width 32, in two sessions; ``benchmarks/RESULTS.md``),
+and a spinning pool also takes CPU from every other process on the machine.
 
 So importing minigrad sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set (set it to
 ``ACTIVE`` yourself to get the spinning back). It takes effect because numba starts its OpenMP pool,

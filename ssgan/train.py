@@ -422,19 +422,10 @@ class Trainer:
         logits_real, features_real = D(real, real=True)
         logits_fake, _ = D(fake.detach(), real=False)
         d = losses.discriminator_loss(logits_real[:n_lab], y_lab, logits_real[n_lab:], logits_fake, REAL_TARGET)
-        d_total = _finite("discriminator loss", d.total.item(), where)
-        self.opt_d.zero_grad()
-        d.total.backward()
-        self.opt_d.step()
+        d_total = self._update_discriminator(d, where)
 
         # generator: feature matching against the real unlabeled features of the D pass above
-        with frozen(D):
-            _, features_fake = D(fake, real=False)
-            g_loss = losses.feature_matching_loss(features_real[n_lab:].detach(), features_fake)
-            g_value = _finite("generator loss", g_loss.item(), where)
-            self.opt_g.zero_grad()
-            g_loss.backward()
-        self.opt_g.step()
+        g_value = self._update_generator(fake, features_real[n_lab:], where)
 
         correct = int((logits_real.data[:n_lab].argmax(axis=1) == mg.tensor(y_lab, device=self.device).data).sum())
         return {"d_loss": d_total, "d_loss_real": d.real.item(), "d_loss_fake": d.fake.item(),
@@ -453,23 +444,33 @@ class Trainer:
         logits_real, features_real = D(real, real=True)
         logits_fake, _ = D(fake.detach(), real=False)
         d = losses.notebook_discriminator_loss(logits_real, labels, mask, logits_fake, REAL_TARGET)
-        d_total = _finite("discriminator loss", d.total.item(), where)
-        self.opt_d.zero_grad()
-        d.total.backward()
-        self.opt_d.step()
-
-        with frozen(D):
-            _, features_fake = D(fake, real=False)
-            g_loss = losses.feature_matching_loss(features_real.detach(), features_fake)
-            g_value = _finite("generator loss", g_loss.item(), where)
-            self.opt_g.zero_grad()
-            g_loss.backward()
-        self.opt_g.step()
+        d_total = self._update_discriminator(d, where)
+        g_value = self._update_generator(fake, features_real, where)
 
         predicted = logits_real.numpy().argmax(axis=1)
         correct = int(((predicted == labels) & mask).sum())
         return {"d_loss": d_total, "d_loss_real": d.real.item(), "d_loss_fake": d.fake.item(),
                 "d_loss_class": d.classes.item(), "g_loss": g_value, "correct": correct, "labeled": int(mask.sum())}
+
+    def _update_discriminator(self, d, where: str) -> float:
+        """One Adam step of the discriminator on the loss parts ``d``; returns the loss (checked finite)."""
+        total = _finite("discriminator loss", d.total.item(), where)
+        self.opt_d.zero_grad()
+        d.total.backward()
+        self.opt_d.step()
+        return total
+
+    def _update_generator(self, fake, features_real, where: str) -> float:
+        """One Adam step of the generator on feature matching: the (already updated) discriminator runs on
+        the same fakes with its weights frozen, against the real features of its earlier pass (detached)."""
+        with frozen(self.D):
+            _, features_fake = self.D(fake, real=False)
+            g_loss = losses.feature_matching_loss(features_real.detach(), features_fake)
+            g_value = _finite("generator loss", g_loss.item(), where)
+            self.opt_g.zero_grad()
+            g_loss.backward()
+        self.opt_g.step()
+        return g_value
 
     def supervised_step(self, labeled_idx: np.ndarray) -> dict:
         """The baseline: one Adam step of the discriminator as a classifier on the labeled batch."""

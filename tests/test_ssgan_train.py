@@ -6,7 +6,6 @@ on 200 training / 50 test images written by ``fake_data.py``: 12 steps per epoch
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -243,20 +242,6 @@ def test_bad_options_are_one_clear_line(data_dir, tmp_path, capsys):
     assert "exceeds the 200 training images" in capsys.readouterr().err
     assert train.main(_argv(data_dir, tmp_path / "z", "--labels", "25")) == train.EXIT_ERROR
     assert "--labels 25: labeled_subset: n_labels=25 is not a multiple of the 10 classes" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_real_mnist_two_steps(tmp_path):
-    root = os.environ.get("SSGAN_DATA")
-    if not root or not (Path(root) / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("real MNIST not found: set $SSGAN_DATA to a folder holding mnist/*.gz")
-    out = tmp_path / "mnist"
-    argv = ["--dataset", "mnist", "--data-dir", root, "--out", str(out), "--max-steps", "2", "--g-width", "4",
-            "--d-width", "8", "--no-progress"]
-    assert train.main(argv) == 0
-    (record,) = _metrics(out)
-    assert record["step"] == 2 and record["steps_per_epoch"] == 60000 // 128
-    assert json.loads((out / "config.json").read_text())["test_images"] == 10000
 
 
 @pytest.mark.cuda

@@ -29,7 +29,6 @@ indexing, cat), optimizer, graph (apply + backward walk) and other Python.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import io
 import os

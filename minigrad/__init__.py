@@ -25,11 +25,12 @@ from .creation import (arange, bool_, cat, float32, float64, full, int32, int64,
                        stack, tensor, zeros, zeros_like)
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
+from .averaging import AveragedModel  # noqa: E402  (after Tensor: it builds on nn)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Function", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "randn", "rand",
     "arange", "cat", "stack", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state",
-    "set_rng_state", "cuda_available", "float32", "float64", "int64", "int32", "bool_",
+    "set_rng_state", "cuda_available", "AveragedModel", "float32", "float64", "int64", "int32", "bool_",
 ]

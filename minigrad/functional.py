@@ -23,8 +23,9 @@ __all__ = [
     "logsumexp", "log_softmax", "softmax",
     "linear", "pad",
     "cross_entropy", "binary_cross_entropy_with_logits",
-    "batch_norm", "dropout",
+    "batch_norm", "dropout", "gaussian_noise",
     "conv2d", "conv_transpose2d",
+    "weight_norm",
 ]
 
 
@@ -145,6 +146,53 @@ def dropout(x, p=0.5, training=True):
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: input must be floating point, got {x.dtype}")
     return _norm.Dropout.apply(x, mask=_norm.dropout_mask(x.shape, p, x.dtype, x.device))
+
+
+def gaussian_noise(x, std, training=True):
+    """``x + std * N(0, 1)`` while training, ``x`` itself otherwise (or when ``std == 0``).
+
+    The noise layer of Improved-GAN's MNIST discriminator (not a PyTorch function). The noise is drawn
+    from minigrad's seeded generator (``mg.manual_seed``) in the input's dtype, a fresh draw on every
+    call; the gradient is the identity (the noise is a constant of the graph).
+    """
+    _tensor(x, "gaussian_noise")
+    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (0.0 <= float(std) < float("inf")):
+        raise ValueError(f"gaussian_noise: std must be a finite number >= 0, got {std!r}")
+    if not training or std == 0:
+        return x
+    if x.dtype.kind != "f":
+        raise TypeError(f"gaussian_noise: input must be floating point, got {x.dtype}")
+    from . import random as _random  # (minigrad.random imports nothing of functional: no cycle)
+
+    return x + Tensor._wrap(_random.normal_noise(x.shape, float(std), x.dtype, x.device))
+
+
+def weight_norm(v, g, dim=0, eps=0.0):
+    """The weight-normalised weight ``w = g * v / ||v||`` (Salimans & Kingma 2016), as PyTorch's
+    ``torch._weight_norm(v, g, dim)``: the norm is taken over every dimension except ``dim``, so each
+    slice ``v[..., i, ...]`` along ``dim`` gets the length ``g[i]``. ``g`` has ``v``'s number of
+    dimensions with size 1 everywhere but ``dim`` (PyTorch's ``weight_g`` shape). ``dim=None`` takes one
+    norm over the whole tensor (``g`` is then a scalar-shaped ``(1,) * v.ndim``).
+
+    ``eps`` (not in PyTorch, default 0) goes inside the square root, ``sqrt(sum v^2 + eps)``, as in
+    Improved-GAN's ``l2normalize``. Built from differentiable ops, so its backward is theirs.
+    """
+    _tensor(v, "weight_norm", "v")
+    _tensor(g, "weight_norm", "g")
+    if v.ndim == 0:
+        raise ValueError("weight_norm: v must have at least one dimension, got a 0-d tensor")
+    if dim is not None and not -v.ndim <= dim < v.ndim:
+        raise ValueError(f"weight_norm: dim {dim} is out of range for v of shape {v.shape}")
+    axes = tuple(range(v.ndim)) if dim is None else tuple(a for a in range(v.ndim) if a != dim % v.ndim)
+    expected = tuple(1 if a in axes else n for a, n in enumerate(v.shape))
+    if g.shape != expected:
+        raise ValueError(f"weight_norm: g must have shape {expected} for v of shape {v.shape} and dim={dim}, "
+                         f"got {g.shape}")
+    if not eps >= 0:
+        raise ValueError(f"weight_norm: eps must be >= 0, got {eps!r}")
+    squares = (v * v).sum(dim=axes, keepdim=True) if axes else v * v
+    norm = (squares + float(eps)) ** 0.5 if eps else squares ** 0.5
+    return v * (g / norm)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

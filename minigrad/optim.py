@@ -106,16 +106,21 @@ class Adam(Optimizer):
         m <- beta1 m + (1 - beta1) g          v <- beta2 v + (1 - beta2) g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
+    ``eps_inside_sqrt=True`` (a minigrad extension) computes ``p <- p - lr m_hat / sqrt(v_hat + eps)``
+    with ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)``: the Adam of Improved-GAN's Theano
+    code (``nn.adam_updates``), which puts eps under the square root.
+
     For NumPy arrays the update runs as one numba pass per parameter (``minigrad/kernels/optim_cpu.py``,
     bit for bit the NumPy expressions below, which are the reference and the CuPy path).
     """
 
-    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "eps_inside_sqrt": False}
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, eps_inside_sqrt=False):
         if lr < 0 or not all(0 <= b < 1 for b in betas) or eps < 0:
             raise ValueError(f"Adam: invalid hyper-parameters lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                         eps_inside_sqrt=bool(eps_inside_sqrt))
 
     def _update(self, p, g, state, group):
         beta1, beta2 = group["betas"]
@@ -126,16 +131,21 @@ class Adam(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
         t = state["step"]
+        inside = group.get("eps_inside_sqrt", False)
         fused = _fused_cpu_adam(p.data, g, state["exp_avg"], state["exp_avg_sq"])
         if fused is not None:  # the same update in one numba pass (minigrad/kernels/optim_cpu.py)
             p.data = fused.adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2,
-                                       group["lr"], group["eps"], t)
+                                       group["lr"], group["eps"], t, eps_inside_sqrt=inside)
             return
         dt = p.data.dtype.type
+        xp = backend.array_module(g)
         state["exp_avg"] = dt(beta1) * state["exp_avg"] + dt(1 - beta1) * g
         state["exp_avg_sq"] = dt(beta2) * state["exp_avg_sq"] + dt(1 - beta2) * (g * g)
         step_size = group["lr"] / (1 - beta1 ** t)
-        denom = backend.array_module(g).sqrt(state["exp_avg_sq"]) / dt(math.sqrt(1 - beta2 ** t)) + dt(group["eps"])
+        if inside:
+            denom = xp.sqrt(state["exp_avg_sq"] / dt(1 - beta2 ** t) + dt(group["eps"]))
+        else:
+            denom = xp.sqrt(state["exp_avg_sq"]) / dt(math.sqrt(1 - beta2 ** t)) + dt(group["eps"])
         p.data = p.data - dt(step_size) * state["exp_avg"] / denom
 
 

@@ -54,6 +54,21 @@ def standard_normal(shape, dtype, device):
     return gen.standard_normal(shape, dtype=dtype)
 
 
+def normal_noise(shape, std, dtype, device):
+    """``std * N(0, 1)`` noise of ``dtype``, a fresh array. On the CPU, float32 noise is drawn in float32
+    directly (NumPy's ziggurat ``standard_normal(dtype=float32)``: about twice as fast as drawing float64
+    and casting, which is what :func:`standard_normal` does to keep the weight initialisation's stream)."""
+    gen = generator(device)
+    if backend.check_device(device) == "cpu":
+        dt = np.dtype(dtype)
+        out = gen.standard_normal(shape, dtype=dt if dt in (np.float32, np.float64) else np.float64)
+        out = out.astype(dt, copy=False)
+    else:
+        out = gen.standard_normal(shape, dtype=dtype)
+    out *= out.dtype.type(std)
+    return out
+
+
 def uniform(shape, low, high, dtype, device):
     gen = generator(device)
     if backend.check_device(device) == "cpu":

@@ -362,8 +362,10 @@ def read_idx(path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
 
 
-def _read_mnist(images_path: Path, labels_path: Path) -> Dataset:
-    """Read MNIST's idx images and labels; pad the 28x28 digits to 32x32 with background (0, i.e. -1)."""
+def _read_mnist(images_path: Path, labels_path: Path, layout: str = "padded") -> Dataset:
+    """Read MNIST's idx images and labels. ``layout="padded"``: the 28x28 digits padded to 32x32 with
+    background (0, i.e. -1), pixels in [-1, 1]. ``layout="flat"``: (N, 784) vectors with pixels in [0, 1]
+    (x / 255), the input of Improved-GAN's MNIST networks."""
     digits = read_idx(images_path, IDX_UBYTE_3D)
     labels = read_idx(labels_path, IDX_UBYTE_1D).astype(np.int64)
     if digits.shape[1:] != (28, 28):
@@ -374,12 +376,16 @@ def _read_mnist(images_path: Path, labels_path: Path) -> Dataset:
                            f"{len(digits)} images")
     if len(labels) and labels.max() > 9:
         raise DatasetError(f"{labels_path}: labels should be digits 0..9, found {labels.max()}")
+    if layout == "flat":
+        flat = np.ascontiguousarray(digits.reshape(len(digits), -1), dtype=np.float32)
+        flat /= np.float32(255.0)
+        return Dataset(flat, labels)
     padded = np.pad(digits, ((0, 0), (2, 2), (2, 2)))   # zeros: MNIST's background
     return Dataset(_to_unit_range(padded[:, None]), labels)
 
 
 def load_dataset(name: str, split: str = "train", data_dir=None, *, download=None,
-                 remap_ten: bool = True, fraction: float = 1.0) -> Dataset:
+                 remap_ten: bool = True, fraction: float = 1.0, layout: str = "padded") -> Dataset:
     """Load one split of ``"svhn"`` or ``"mnist"`` as a :class:`Dataset` of NumPy arrays.
 
     Args:
@@ -394,6 +400,8 @@ def load_dataset(name: str, split: str = "train", data_dir=None, *, download=Non
         fraction: keep only the first ``int(fraction * N)`` examples, in file order. The notebook preset
             tests on the first half of SVHN's test set (``fraction=0.5``), as the notebook's
             ``int(len(test) * (1 - val_frac))`` split with ``val_frac=0.5`` did.
+        layout: MNIST only: ``"padded"`` (the default, described below) or ``"flat"``: (N, 784) float32 in
+            [0, 1], as ``--preset improved`` feeds its MLP.
 
     Returns:
         ``Dataset(images, labels)``: images (N, C, 32, 32) float32 in [-1, 1] (x / 127.5 - 1), C-contiguous;
@@ -404,8 +412,11 @@ def load_dataset(name: str, split: str = "train", data_dir=None, *, download=Non
         raise ValueError(f"load_dataset: unknown split {split!r}: expected one of {SPLITS}")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"load_dataset: fraction must be in (0, 1], got {fraction}")
+    if layout not in ("padded", "flat") or (layout == "flat" and name != "mnist"):
+        raise ValueError(f"load_dataset: layout {layout!r} is not available for {name} (mnist: 'padded' or "
+                         "'flat'; svhn: 'padded')")
     paths = [ensure_file(name, f, data_dir, download=download) for f in info.files[split]]
-    data = _read_svhn(paths[0], remap_ten) if name == "svhn" else _read_mnist(*paths)
+    data = _read_svhn(paths[0], remap_ten) if name == "svhn" else _read_mnist(*paths, layout=layout)
     if fraction < 1.0:
         keep = int(fraction * len(data))
         data = Dataset(data.images[:keep].copy(), data.labels[:keep].copy())

@@ -126,3 +126,31 @@ def feature_matching_loss(features_real: Tensor, features_fake: Tensor) -> Tenso
         raise ValueError(f"feature_matching_loss: need (N, F) and (M, F) features, got {features_real.shape} "
                          f"and {features_fake.shape}")
     return (features_real.mean(dim=0) - features_fake.mean(dim=0)).abs().mean()
+
+
+# ------------------------------------------------------------------------------------ --preset improved
+def improved_discriminator_loss(logits_labeled: Tensor, labels, logits_unlabeled: Tensor, logits_fake: Tensor,
+                                unlabeled_weight: float = 1.0) -> DiscriminatorLoss:
+    """Improved-GAN's own discriminator loss (``train_*_feature_matching.py``):
+
+        L_D = CE(labeled) + w * (0.5 BCE(log Z(x_unl), 1) + 0.5 BCE(log Z(G(z)), 0))
+
+    with ``w = unlabeled_weight`` (1 in the paper). No label smoothing. The code writes the unlabeled part
+    as ``-0.5 mean(l_unl) + 0.5 mean(softplus(l_unl)) + 0.5 mean(softplus(l_fake))``, which is the same
+    thing, since BCE(l, 1) = softplus(-l) = softplus(l) - l. ``real`` and ``fake`` in the result carry the
+    0.5 (and ``w``), so ``total = classes + real + fake``.
+    """
+    real = F.binary_cross_entropy_with_logits(real_fake_logit(logits_unlabeled), 1.0) * (0.5 * unlabeled_weight)
+    fake = F.binary_cross_entropy_with_logits(real_fake_logit(logits_fake), 0.0) * (0.5 * unlabeled_weight)
+    classes = supervised_loss(logits_labeled, labels)
+    return DiscriminatorLoss(classes + real + fake, real, fake, classes)
+
+
+def squared_feature_matching_loss(features_real: Tensor, features_fake: Tensor) -> Tensor:
+    """L_G = mean_j (mean_batch f_j(real) - mean_batch f_j(fake))^2: the squared distance of section 3.1,
+    averaged over the features, as the MNIST script's ``T.mean(T.square(mom_gen - mom_real))``."""
+    if features_real.ndim != 2 or features_fake.ndim != 2 or features_real.shape[1] != features_fake.shape[1]:
+        raise ValueError(f"squared_feature_matching_loss: need (N, F) and (M, F) features, got "
+                         f"{features_real.shape} and {features_fake.shape}")
+    gap = features_real.mean(dim=0) - features_fake.mean(dim=0)
+    return (gap * gap).mean()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -51,20 +52,21 @@ import minigrad as mg
 from minigrad import optim
 
 from . import checkpoint as ckpt
-from . import data, losses, plots
+from . import data, losses, plots, steps
 from .evaluate import predict
 from .models import Discriminator, Generator
+from .models_improved import MnistDiscriminator, MnistGenerator
 
 # ------------------------------------------------------------------------------------------- the config
 # Every setting a run is made of. ``None`` here means "depends on another setting" (see resolve_config).
 DEFAULTS = {
     "dataset": "svhn",
     "labels": None,            # 1000 for svhn, 100 for mnist
-    "epochs": 25,
-    "batch_size": 128,
-    "lr": 3e-4,
-    "beta1": 0.5,
-    "lr_decay": 0.9,
+    "epochs": None,            # these five depend on the preset (and dataset): PRESET_DEFAULTS
+    "batch_size": None,
+    "lr": None,
+    "beta1": None,
+    "lr_decay": None,
     "seed": 0,
     "preset": "default",
     "g_width": 32,
@@ -78,6 +80,19 @@ DEFAULTS = {
     "progress": True,
 }
 DEFAULT_LABELS = {"svhn": 1000, "mnist": 100}
+_SEED_MODEL = {"epochs": 25, "batch_size": 128, "lr": 3e-4, "beta1": 0.5, "lr_decay": 0.9}
+# (preset, dataset) -> the training settings a run of it gets unless the command line says otherwise.
+# improved: Improved-GAN's scripts (train_mnist_feature_matching.py: batch 100, lr 0.003 constant, Adam
+# mom1 0.5, 300 epochs; train_svhn_feature_matching.py: batch 100, lr 3e-4, mom1 0.5, 900 epochs, the lr
+# constant to epoch 600 and then linear to 0 -- see Trainer._lr).
+PRESET_DEFAULTS = {
+    ("default", "svhn"): _SEED_MODEL, ("default", "mnist"): _SEED_MODEL,
+    ("notebook", "svhn"): _SEED_MODEL, ("notebook", "mnist"): _SEED_MODEL,
+    ("improved", "mnist"): {"epochs": 300, "batch_size": 100, "lr": 3e-3, "beta1": 0.5, "lr_decay": 1.0},
+    ("improved", "svhn"): {"epochs": 900, "batch_size": 100, "lr": 3e-4, "beta1": 0.5, "lr_decay": 1.0},
+}
+EMA_RATE = 1e-4          # --preset improved: a <- a + 1e-4 (p - a) after every discriminator step
+INIT_IMAGES = 500        # --preset improved: images for the data-dependent initialisation
 # The settings that shape the model and its training trajectory: a resumed run must use the checkpoint's.
 TRAINING_KEYS = ("dataset", "labels", "batch_size", "lr", "beta1", "lr_decay", "seed", "preset", "g_width",
                  "d_width", "z_dim", "supervised_only")
@@ -132,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
       help="how many training examples keep their label, N/10 per class, chosen by --seed (the notebook "
            "preset takes the first N instead); default 1000 for svhn, 100 for mnist")
     a("--epochs", type=int, default=None, metavar="E",
-      help="epochs to train in all (one epoch = one pass over the shuffled training set); default 25. "
+      help="epochs to train in all (one epoch = one pass over the shuffled training set); default 25 (improved: 300 on mnist, 900 on svhn). "
            "With --resume, a larger value trains on")
     a("--batch-size", type=int, default=None, metavar="B",
-      help="images per batch; each step uses B labeled, B unlabeled and B generated images; default 128")
-    a("--lr", type=float, default=None, help="Adam learning rate of both networks at epoch 0; default 3e-4")
+      help="images per batch; each step uses B labeled, B unlabeled and B generated images; default 128 (improved: 100)")
+    a("--lr", type=float, default=None, help="Adam learning rate of both networks at epoch 0; default 3e-4 (improved: 3e-3 on mnist)")
     a("--beta1", type=float, default=None, help="Adam's beta1 (first-moment decay); default 0.5")
     a("--lr-decay", type=float, default=None, metavar="GAMMA",
-      help="the learning rate is multiplied by GAMMA after every epoch; default 0.9")
+      help="the learning rate is multiplied by GAMMA after every epoch; default 0.9 (improved: 1, and on svhn a linear decay to 0 over the last third)")
     a("--seed", type=int, default=None,
       help="seeds the weights, the noise, dropout, the labeled subset and the batch order; default 0")
     a("--out", default=None, metavar="DIR",
@@ -156,11 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--supervised-only", action="store_true", default=None,
       help="the baseline: train the discriminator as a plain classifier on the labeled batches alone "
            "(no generator, no unlabeled data)")
-    a("--preset", choices=("default", "notebook"), default=None,
+    a("--preset", choices=("default", "notebook", "improved"), default=None,
       help="default: the model with the blog notebook's quirks fixed. notebook: reproduce them for "
            "comparison (the first N images labeled and found by a mask inside each batch instead of a "
            "labeled batch, SVHN label 10 kept, no dropout, batch norm in batch mode even at test time, "
-           "conv2's batch norm unused, test on the first half of the test set)")
+           "conv2's batch norm unused, test on the first half of the test set). improved: Improved-GAN's own "
+           "recipe per dataset (weight norm, Gaussian noise, averaged weights for evaluation; see "
+           "ssgan/models_improved.py); its own batch size, lr and epochs unless given")
     a("--g-width", type=int, default=None, metavar="M",
       help="generator width: its layers have 4M, 2M, M channels; default 32")
     a("--d-width", type=int, default=None, metavar="W",
@@ -188,13 +205,16 @@ def resolve_config(args: argparse.Namespace, saved: dict | None = None) -> dict:
                 "run in another --out folder")
         config = {k: saved.get(k, DEFAULTS[k]) for k in TRAINING_KEYS}
         config.update({k: DEFAULTS[k] for k in RUN_KEYS})
-        config["epochs"] = saved.get("epochs", DEFAULTS["epochs"])
+        config["epochs"] = saved.get("epochs")
         config.update({k: v for k, v in given.items() if k in RUN_KEYS})
     else:
         config = dict(DEFAULTS)
         config.update(given)
         if config["labels"] is None:
             config["labels"] = DEFAULT_LABELS[config["dataset"]]
+    for k, v in PRESET_DEFAULTS[(config["preset"], config["dataset"])].items():
+        if config.get(k) is None:
+            config[k] = v
     _check_config(config)
     return config
 
@@ -304,6 +324,8 @@ class Trainer:
         c = config
         self.device = c["device"]
         self.notebook = c["preset"] == "notebook"
+        self.improved = c["preset"] == "improved"
+        layout = "flat" if self.improved and c["dataset"] == "mnist" else "padded"
         self.supervised_only = c["supervised_only"]
         self.info = data.dataset_info(c["dataset"])
         self.paths = {
@@ -311,9 +333,10 @@ class Trainer:
             "curves": out / CURVES_NAME, "samples": out / SAMPLES_DIR}
 
         # ---- data (NumPy arrays; batches become tensors one step at a time)
-        self.train = data.load_dataset(c["dataset"], "train", c["data_dir"], remap_ten=not self.notebook)
+        self.train = data.load_dataset(c["dataset"], "train", c["data_dir"], remap_ten=not self.notebook,
+                                       layout=layout)
         self.test = data.load_dataset(c["dataset"], "test", c["data_dir"], remap_ten=not self.notebook,
-                                      fraction=0.5 if self.notebook else 1.0)
+                                      fraction=0.5 if self.notebook else 1.0, layout=layout)
         try:
             if self.notebook:
                 self.labeled = data.labeled_subset(self.train.labels, c["labels"], method="first_n")
@@ -333,20 +356,26 @@ class Trainer:
         streams = np.random.SeedSequence(c["seed"]).spawn(3)
         self.order_rng = np.random.default_rng(streams[0])       # the unlabeled epoch order
         self.labeled_rng = np.random.default_rng(streams[1])     # the labeled cycler's reshuffles
-        self.sample_z = np.random.default_rng(streams[2]).uniform(-1, 1, (SAMPLES, c["z_dim"])).astype(np.float32)
+        z_low = 0.0 if self.improved else -1.0     # improved: z ~ U(0, 1); the seed model: U(-1, 1)
+        self.sample_z = np.random.default_rng(streams[2]).uniform(z_low, 1, (SAMPLES, c["z_dim"])).astype(np.float32)
         self.cycler = data.LabeledCycler(self.labeled, c["batch_size"], self.labeled_rng)
 
         # ---- models and optimizers
-        self.D = Discriminator(self.info.num_channels, c["d_width"], self.info.num_classes,
-                               drop_rate=0.0 if self.notebook else DROP_RATE, notebook=self.notebook).to(self.device)
-        betas = (c["beta1"], 0.999)
-        self.opt_d = optim.Adam(self.D.parameters(), lr=c["lr"], betas=betas)
-        self.models, self.optimizers = {"D": self.D}, {"D": self.opt_d}
-        self.G = self.opt_g = None
-        if not self.supervised_only:
-            self.G = Generator(c["z_dim"], c["g_width"], self.info.num_channels).to(self.device)
-            self.opt_g = optim.Adam(self.G.parameters(), lr=c["lr"], betas=betas)
-            self.models["G"], self.optimizers["G"] = self.G, self.opt_g
+        self.ema = None
+        if self.improved:
+            self._build_improved(resume is None, np.random.default_rng(np.random.SeedSequence(c["seed"]).spawn(4)[3]))
+        else:
+            self.D = Discriminator(self.info.num_channels, c["d_width"], self.info.num_classes,
+                                   drop_rate=0.0 if self.notebook else DROP_RATE,
+                                   notebook=self.notebook).to(self.device)
+            betas = (c["beta1"], 0.999)
+            self.opt_d = optim.Adam(self.D.parameters(), lr=c["lr"], betas=betas)
+            self.models, self.optimizers = {"D": self.D}, {"D": self.opt_d}
+            self.G = self.opt_g = None
+            if not self.supervised_only:
+                self.G = Generator(c["z_dim"], c["g_width"], self.info.num_channels).to(self.device)
+                self.opt_g = optim.Adam(self.G.parameters(), lr=c["lr"], betas=betas)
+                self.models["G"], self.optimizers["G"] = self.G, self.opt_g
 
         # ---- counters
         self.epoch = self.position = self.step = 0
@@ -355,6 +384,29 @@ class Trainer:
         self.last_checkpoint_step = None
         if resume is not None:
             self._restore(*resume)
+
+    def _build_improved(self, fresh: bool, init_rng: np.random.Generator) -> None:
+        """``--preset improved``: Improved-GAN's networks (``ssgan/models_improved.py``), its Adam (beta1
+        from the config, eps 1e-8 under the square root), the data-dependent initialisation on
+        ``INIT_IMAGES`` random training images (a fresh run only: a resumed one loads its weights), and
+        the discriminator's parameter average for evaluation, starting at zero as the recipe's."""
+        c = self.config
+        if c["dataset"] != "mnist":
+            raise TrainingError("--preset improved: only --dataset mnist is built so far")
+        self.D = MnistDiscriminator(self.train.images.shape[1], self.info.num_classes).to(self.device)
+        if fresh:
+            batch = self.train.images[init_rng.choice(len(self.train), INIT_IMAGES, replace=False)]
+            self.D.init_from_batch(mg.tensor(batch, device=self.device))
+        betas = (c["beta1"], 0.999)
+        trained = lambda m: [p for p in m.parameters() if p.requires_grad]  # noqa: E731
+        self.opt_d = optim.Adam(trained(self.D), lr=c["lr"], betas=betas, eps_inside_sqrt=True)
+        self.ema = mg.AveragedModel(self.D, decay=1.0 - EMA_RATE, start="zeros")
+        self.models, self.optimizers = {"D": self.D, "D_ema": self.ema}, {"D": self.opt_d}
+        self.G = self.opt_g = None
+        if not self.supervised_only:
+            self.G = MnistGenerator(c["z_dim"], out_features=self.train.images.shape[1]).to(self.device)
+            self.opt_g = optim.Adam(trained(self.G), lr=c["lr"], betas=betas, eps_inside_sqrt=True)
+            self.models["G"], self.optimizers["G"] = self.G, self.opt_g
 
     # ------------------------------------------------------------------------------ state and checkpoints
     @staticmethod
@@ -431,6 +483,18 @@ class Trainer:
         return {"d_loss": d_total, "d_loss_real": d.real.item(), "d_loss_fake": d.fake.item(),
                 "d_loss_class": d.classes.item(), "g_loss": g_value, "correct": correct, "labeled": n_lab}
 
+    def improved_step(self, labeled_idx: np.ndarray, unlabeled_idx: np.ndarray, unlabeled2_idx) -> dict:
+        """``--preset improved`` (``ssgan/steps.py``)."""
+        where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+        x_lab, y_lab = self._batch(labeled_idx), self.train.labels[labeled_idx]
+        if self.supervised_only:
+            result = steps.improved_supervised_step(self.D, self.opt_d, self.ema, x_lab, y_lab, where=where)
+        else:
+            result = steps.improved_step(self.D, self.G, self.opt_d, self.opt_g, self.ema, x_lab, y_lab,
+                                         self._batch(unlabeled_idx), self._batch(unlabeled2_idx),
+                                         z_dim=self.config["z_dim"], where=where)
+        return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+
     def notebook_step(self, batch_idx: np.ndarray) -> dict:
         """``--preset notebook``: the same two steps, with the notebook's batches. There is no labeled batch:
         the labeled examples are those of the real batch that belong to the labeled subset (a mask), the
@@ -504,6 +568,7 @@ class Trainer:
             "train_acc": train_acc,
             "train_batch_acc": a["train_batch_correct"] / a["train_batch_seen"] if a["train_batch_seen"] else None,
             "test_acc": test_acc,
+            "test_acc_ema": self.test_acc_ema,
             "seconds": a["seconds"], "eval_seconds": eval_seconds,
             "images_per_s": images / a["seconds"] if a["seconds"] > 0 else None,
         }
@@ -516,6 +581,10 @@ class Trainer:
         lab = self.train.images[self.labeled]
         train_acc = float(np.mean(predict(self.D, lab, bs, self.device) == self.train.labels[self.labeled]))
         test_acc = float(np.mean(predict(self.D, self.test.images, bs, self.device) == self.test.labels))
+        self.test_acc_ema = None
+        if self.ema is not None:
+            predicted = predict(self.ema.module, self.test.images, bs, self.device)
+            self.test_acc_ema = float(np.mean(predicted == self.test.labels))
         return train_acc, test_acc, time.perf_counter() - t0
 
     def write_samples(self, name: str) -> None:
@@ -527,6 +596,9 @@ class Trainer:
                 images = self.G(mg.tensor(self.sample_z, device=self.device)).numpy()
         finally:
             self.G.train()
+        if images.ndim == 2:  # improved MNIST: (N, 784) in [0, 1] -> (N, 1, 28, 28) in [-1, 1]
+            side = int(round(images.shape[1] ** 0.5))
+            images = images.reshape(len(images), 1, side, side) * 2.0 - 1.0
         self.paths["samples"].mkdir(exist_ok=True)
         plots.save_image_grid(images, self.paths["samples"] / name, nrow=10)
 
@@ -544,7 +616,10 @@ class Trainer:
                  f"d_loss {record['d_loss']:.4f}" if record["d_loss"] is not None else "d_loss -"]
         if record["g_loss"] is not None:
             parts.append(f"g_loss {record['g_loss']:.4f}")
-        parts += [f"train_acc {train_acc:.4f}", f"test_acc {test_acc:.4f}", f"{record['seconds']:.1f} s"]
+        parts += [f"train_acc {train_acc:.4f}", f"test_acc {test_acc:.4f}"]
+        if record["test_acc_ema"] is not None:
+            parts.append(f"test_acc_ema {record['test_acc_ema']:.4f}")
+        parts.append(f"{record['seconds']:.1f} s")
         if record["images_per_s"]:
             parts.append(f"{record['images_per_s']:.0f} img/s")
         log("  ".join(parts))
@@ -569,6 +644,9 @@ class Trainer:
                 # and skipping the batches already done is how a run resumes in the middle of an epoch.
                 ckpt.set_rng_state_json(self.order_rng, self.epoch_order_state)
                 batches = data.epoch_batches(len(self.train), B, self.order_rng, start_batch=self.position)
+                # improved: the generator step draws from a second, independent permutation of the epoch
+                batches2 = (data.epoch_batches(len(self.train), B, self.order_rng, start_batch=self.position)
+                            if self.improved else None)
                 for opt in self.optimizers.values():
                     opt.param_groups[0]["lr"] = self._lr()
                 stop = False
@@ -577,7 +655,10 @@ class Trainer:
                 try:
                     for unlabeled_idx in batches:
                         t0 = time.perf_counter()
-                        if self.notebook:
+                        if self.improved:
+                            out = self.improved_step(next(self.cycler), unlabeled_idx,
+                                                     None if batches2 is None else next(batches2))
+                        elif self.notebook:
                             out = self.notebook_step(unlabeled_idx)
                         elif self.supervised_only:
                             out = self.supervised_step(next(self.cycler))

@@ -34,6 +34,17 @@ def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
         out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
 
 
+@njit(parallel=True, cache=True)
+def _adam_eps_inside(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2, eps, out):
+    for i in prange(p.size):
+        gi = g[i]
+        mi = beta1 * m[i] + one_minus_beta1 * gi
+        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        out[i] = p[i] - step_size * mi / math.sqrt(vi / bias2 + eps)
+
+
 def supports(p, g, m, v) -> bool:
     """Whether :func:`adam_update` handles these arrays: C-contiguous NumPy arrays of one float dtype."""
     arrays = (p, g, m, v)
@@ -41,11 +52,16 @@ def supports(p, g, m, v) -> bool:
                for a in arrays) and p.dtype in DTYPES
 
 
-def adam_update(p, g, m, v, beta1, beta2, lr, eps, t):
+def adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt=False):
     """One Adam step at step number ``t`` (1 for the first): updates ``m`` and ``v`` in place and returns
-    the new parameter array."""
+    the new parameter array. ``eps_inside_sqrt``: ``p - step_size m / sqrt(v / (1 - beta2^t) + eps)``."""
     dt = p.dtype.type
     out = np.empty_like(p)
+    if eps_inside_sqrt:
+        _adam_eps_inside(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1),
+                         dt(beta2), dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(1 - beta2 ** t), dt(eps),
+                         out.reshape(-1))
+        return out
     _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
           dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(math.sqrt(1 - beta2 ** t)), dt(eps), out.reshape(-1))
     return out

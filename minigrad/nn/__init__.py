@@ -4,7 +4,8 @@ from .conv import Conv2d, ConvTranspose2d
 from .layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Tanh
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d
-from .dropout import Dropout
+from .dropout import Dropout, GaussianNoise
+from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "LeakyReLU", "ReLU", "Tanh", "Identity", "Sequential", "init",
-           "BatchNorm1d", "BatchNorm2d", "Dropout", "Conv2d", "ConvTranspose2d"]
+           "BatchNorm1d", "BatchNorm2d", "Dropout", "GaussianNoise", "utils", "Conv2d", "ConvTranspose2d"]

@@ -36,6 +36,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -183,7 +184,20 @@ class Module:
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, args)`` before every ``forward`` (how ``nn.utils.weight_norm`` recomputes the
+        weight from its parts). Returns a key for :meth:`remove_forward_pre_hook`. Hooks are copied with
+        the module by ``copy.deepcopy``, so a hook must reach the module through its argument."""
+        key = len(self._forward_pre_hooks) and max(self._forward_pre_hooks) + 1
+        self._forward_pre_hooks[key] = hook
+        return key
+
+    def remove_forward_pre_hook(self, key):
+        del self._forward_pre_hooks[key]
+
     def __call__(self, *args, **kwargs):
+        for hook in self._forward_pre_hooks.values():
+            hook(self, args)
         return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -1,7 +1,8 @@
 """``BatchNorm1d`` and ``BatchNorm2d``: batch norm layers with PyTorch's parameters, buffers and modes.
 
 State, named as in PyTorch so ``state_dict`` keys match: parameters ``weight`` (ones) and ``bias`` (zeros)
-when ``affine``; buffers ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked`` (an
+when ``affine`` (``scale=False``, a minigrad extension, keeps only the shift ``bias``: the batch norm
+"without a learned scale" of Improved-GAN's generators); buffers ``running_mean`` (zeros), ``running_var`` (ones) and ``num_batches_tracked`` (an
 int64 0-d tensor) when ``track_running_stats``.
 
 * Training mode normalises with the batch's statistics and updates the running ones (and counts the batch
@@ -28,7 +29,7 @@ class _BatchNorm(Module):
     _expected_text: str = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32, device="cpu"):
+                 dtype=np.float32, device="cpu", scale=True):
         super().__init__()
         name = type(self).__name__
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
@@ -40,8 +41,9 @@ class _BatchNorm(Module):
         self.num_features = int(num_features)
         self.eps, self.momentum = eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self.scale = bool(scale) and bool(affine)
         if affine:
-            self.weight = Parameter(ones(self.num_features, dtype=dtype, device=device))
+            self.weight = Parameter(ones(self.num_features, dtype=dtype, device=device)) if self.scale else None
             self.bias = Parameter(zeros(self.num_features, dtype=dtype, device=device))
         else:
             self.weight = None
@@ -65,7 +67,8 @@ class _BatchNorm(Module):
     def reset_parameters(self):
         self.reset_running_stats()
         if self.affine:
-            self.weight.data[...] = 1
+            if self.weight is not None:
+                self.weight.data[...] = 1
             self.bias.data[...] = 0
 
     def _check_input(self, x):
@@ -99,7 +102,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + ("" if self.scale or not self.affine
+                                                                     else ", scale=False"))
 
 
 class BatchNorm1d(_BatchNorm):

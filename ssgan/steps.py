@@ -1,0 +1,119 @@
+"""One training step per preset, each a plain function that reads next to the paper.
+
+Every step takes the models, their optimizers and the step's batches, updates the parameters, and
+returns a :class:`StepResult`: the losses (Python floats, checked finite before any parameter changes)
+and how many labeled examples of the batch were classified right.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import minigrad as mg
+
+from . import losses
+
+
+class NonFiniteLoss(Exception):
+    """A loss became NaN or infinite; the run stops without writing anything more."""
+
+
+@dataclass
+class StepResult:
+    """What one step reports: the discriminator's loss and its terms, the generator's loss (None where the
+    step has no generator), and the labeled batch's correct count."""
+
+    d_loss: float
+    d_loss_class: float
+    d_loss_real: float | None = None
+    d_loss_fake: float | None = None
+    g_loss: float | None = None
+    correct: int = 0
+    labeled: int = 0
+
+
+def finite(name: str, value: float, where: str) -> float:
+    """``value``, or :class:`NonFiniteLoss` naming the loss and the step when it is NaN or infinite."""
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"the {name} is {value} at {where}")
+    return value
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """Parameters of ``module`` stop requiring gradients inside the block: gradients still flow *through*
+    the module to its input, but no weight gradient is computed (the generator step does not need D's)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad = False
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad = True
+
+
+def _correct(logits, labels: np.ndarray) -> int:
+    return int((logits.numpy().argmax(axis=1) == labels).sum())
+
+
+def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_unl2, *, z_dim: int,
+                  where: str, unlabeled_weight: float = 1.0) -> StepResult:
+    """``--preset improved``: one discriminator step, then one generator step, as Improved-GAN's
+    ``train_batch_disc`` and ``train_batch_gen`` (``train_mnist_feature_matching.py``).
+
+    Discriminator: ``fake = G(z)``, z ~ U(0, 1); class logits of the labeled batch, the unlabeled batch
+    and the fakes (one pass over the three stacked batches: the discriminator has no batch statistics, so
+    this is the same function as three passes, with the noise layers drawing fresh noise for every row);
+    ``L_D = CE(x_lab) + 0.5 BCE(log Z(x_unl), 1) + 0.5 BCE(log Z(fake), 0)``; one Adam step on D; one
+    update of the parameter average ``ema``.
+
+    Generator: a fresh ``fake2 = G(z2)`` and the step's *second* unlabeled batch ``x_unl2``; the updated
+    D's features (noise on) of both; ``L_G = mean_j (mean f_j(x_unl2) - mean f_j(fake2))^2``; one Adam
+    step on G. The real features are a target, computed without a graph; the fake pass runs with D's
+    parameters frozen, so no weight gradient of D is computed.
+    """
+    n_lab, n_unl = x_lab.shape[0], x_unl.shape[0]
+
+    # ---- discriminator
+    fake = G(mg.rand(n_unl, z_dim, device=x_unl.device))
+    logits, _ = D(mg.cat([x_lab, x_unl, fake.detach()], dim=0))
+    d = losses.improved_discriminator_loss(logits[:n_lab], y_lab, logits[n_lab:n_lab + n_unl],
+                                           logits[n_lab + n_unl:], unlabeled_weight)
+    d_total = finite("discriminator loss", d.total.item(), where)
+    opt_d.zero_grad()
+    d.total.backward()
+    opt_d.step()
+    ema.update_parameters(D)
+
+    # ---- generator: feature matching against a second unlabeled batch
+    fake2 = G(mg.rand(x_unl2.shape[0], z_dim, device=x_unl2.device))
+    with mg.no_grad():
+        _, features_real = D(x_unl2)
+    with frozen(D):
+        _, features_fake = D(fake2)
+        g_loss = losses.squared_feature_matching_loss(features_real, features_fake)
+        g_value = finite("generator loss", g_loss.item(), where)
+        opt_g.zero_grad()
+        g_loss.backward()
+    opt_g.step()
+
+    return StepResult(d_loss=d_total, d_loss_class=d.classes.item(), d_loss_real=d.real.item(),
+                      d_loss_fake=d.fake.item(), g_loss=g_value, correct=_correct(logits[:n_lab], y_lab),
+                      labeled=n_lab)
+
+
+def improved_supervised_step(D, opt_d, ema, x_lab, y_lab: np.ndarray, *, where: str) -> StepResult:
+    """The baseline of ``--preset improved --supervised-only``: the same discriminator (noise on) trained
+    on the labeled batch alone, ``L = CE(x_lab)``, one Adam step, one update of the average."""
+    logits, _ = D(x_lab)
+    loss = losses.supervised_loss(logits, y_lab)
+    value = finite("classification loss", loss.item(), where)
+    opt_d.zero_grad()
+    loss.backward()
+    opt_d.step()
+    ema.update_parameters(D)
+    return StepResult(d_loss=value, d_loss_class=value, correct=_correct(logits, y_lab), labeled=x_lab.shape[0])

@@ -48,11 +48,11 @@ def weight_norm(module: Module, name: str = "weight", dim=0, eps: float = 0.0) -
     under the square root."""
     if not isinstance(module, Module):
         raise TypeError(f"weight_norm: expected a Module, got {type(module).__name__}")
+    if _hook_of(module, name)[0] is not None:
+        raise RuntimeError(f"weight_norm: {type(module).__name__}.{name} is already weight-normalised")
     weight = module._parameters.get(name)
     if not isinstance(weight, Parameter):
         raise ValueError(f"weight_norm: {type(module).__name__} has no parameter {name!r}")
-    if _hook_of(module, name)[0] is not None:
-        raise RuntimeError(f"weight_norm: {type(module).__name__}.{name} is already weight-normalised")
     if dim is not None and not -weight.ndim <= dim < weight.ndim:
         raise ValueError(f"weight_norm: dim {dim} is out of range for {name} of shape {weight.shape}")
     axes = tuple(range(weight.ndim)) if dim is None else tuple(

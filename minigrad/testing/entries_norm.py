@@ -22,6 +22,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from .. import backend
+from .. import random as mg_random
 from .. import functional as F
 from ..ops.norm import BatchNorm, Dropout
 from ..tensor import Tensor
@@ -147,4 +148,104 @@ register(OpSpec(
     torch_reference=lambda torch, x, p, training: torch.nn.functional.dropout(x, p=p, training=training),
     notes="Only the settings that are deterministic on every device (so CPU, CUDA and PyTorch agree); the "
           "random masks are tested in tests/test_dropout.py.",
+))
+
+# ------------------------------------------------------------------------------------------- weight norm
+
+
+@st.composite
+def _weight_norm_cases(draw):
+    """v of 2 or 4 dims, every value at least 0.3 from zero (so every slice's norm is >= 0.3 and 1/norm stays
+    moderate), g of PyTorch's weight_g shape for the drawn ``dim`` (0, 1, the last dim, negative, or None)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    else:
+        shape = tuple(draw(st.integers(1, 2)) for _ in range(4))
+    v = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+    dim = draw(st.sampled_from([0, 1, -1, None, len(shape) - 1]))
+    g_shape = (1,) * len(shape) if dim is None else tuple(
+        n if a == dim % len(shape) else 1 for a, n in enumerate(shape))
+    g = rng.uniform(0.5, 2.0, g_shape) * rng.choice([-1.0, 1.0], g_shape)
+    return Case((v, g), {"dim": dim, "eps": draw(st.sampled_from([0.0, 1e-3, 0.5]))})
+
+
+def _norm_axes(ndim, dim):
+    return tuple(range(ndim)) if dim is None else tuple(a for a in range(ndim) if a != dim % ndim)
+
+
+def _weight_norm_ref(v, g, dim, eps):
+    return v * g / np.sqrt((v * v).sum(axis=_norm_axes(v.ndim, dim), keepdims=True) + eps)
+
+
+def _weight_norm_torch(torch, v, g, dim, eps):
+    if eps == 0.0:
+        # torch._weight_norm's dim -1 means "one norm over everything" (nn.utils.weight_norm's dim=None)
+        return torch._weight_norm(v, g, -1 if dim is None else dim % v.ndim)
+    return v * (g / ((v * v).sum(dim=_norm_axes(v.ndim, dim), keepdim=True) + eps).sqrt())
+
+
+register(OpSpec(
+    name="weight_norm",
+    fn=lambda v, g, dim, eps: F.weight_norm(v, g, dim=dim, eps=eps),
+    cases=_weight_norm_cases(),
+    reference=_weight_norm_ref,
+    covers=("F.weight_norm",),
+    torch_reference=_weight_norm_torch,
+    notes="w = g * v / sqrt(sum(v^2) + eps), the norm over every dim but dim (all dims for None); "
+          "composed of Mul, Sum, PowScalar, Add and Div, so the gradient is theirs.",
+))
+
+# ------------------------------------------------------------------------------------------- noise
+
+_NOISE_SEED = 3
+
+
+def _seeded_noise(x, std, training):
+    """``F.gaussian_noise`` with minigrad's generator re-seeded first, so the noise is the same on every call
+    (gradcheck evaluates fn many times, and each call must be the same function of x)."""
+    mg_random.manual_seed(_NOISE_SEED)
+    return F.gaussian_noise(x, std, training=training)
+
+
+def _noise_values(shape, std):
+    """The noise :func:`_seeded_noise` adds to a float64 input: float64 normal draws of the seeded CPU
+    generator, times ``std``."""
+    return std * np.random.Generator(np.random.PCG64(_NOISE_SEED)).standard_normal(shape)
+
+
+@st.composite
+def _noise_cases(draw, training):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    if training:
+        return Case((rng.standard_normal(shape),), {"std": draw(st.sampled_from([0.3, 0.5, 2.0])),
+                                                      "training": True})
+    std, training = draw(st.sampled_from([(0.0, True), (0.5, False), (0.0, False)]))
+    return Case((rng.standard_normal(shape),), {"std": std, "training": training})
+
+
+register(OpSpec(
+    name="gaussian_noise",
+    fn=_seeded_noise,
+    cases=_noise_cases(True),
+    reference=lambda x, std, training: x + _noise_values(x.shape, std),
+    covers=("F.gaussian_noise",),
+    torch_reference=lambda torch, x, std, training: x + torch.tensor(_noise_values(tuple(x.shape), std)),
+    dtypes=(np.float64,),
+    same_on_every_device=False,
+    notes="Noise held still by re-seeding inside fn. float64 only: float32 inputs get float32 draws, a "
+          "different stream, so the NumPy reference cannot reproduce them; the GPU's generator is another "
+          "stream again, so on CUDA only the gradient (the identity) is compared. Statistics and seeding are "
+          "tested in tests/test_weight_norm_ema.py.",
+))
+
+register(OpSpec(
+    name="gaussian_noise_off",
+    fn=_seeded_noise,
+    cases=_noise_cases(False),
+    reference=lambda x, std, training: x,
+    covers=("F.gaussian_noise",),
+    torch_reference=lambda torch, x, std, training: x,
+    notes="Evaluation mode or std = 0: the input itself, in every dtype and on every device.",
 ))

@@ -15,7 +15,8 @@ For every registered ``spec`` and every case Hypothesis draws from ``spec.cases`
    ``spec.gradcheck_options`` passed on (e.g. a looser ``atol``, a larger ``max_full_jacobian``).
 3. **PyTorch** (when ``torch`` is importable and ``spec.torch_reference`` is set): forward values and
    the input gradients for the same random upstream gradient, in float64.
-4. **CUDA** (``@pytest.mark.cuda``, skipped without a GPU): the forward on CuPy matches the CPU.
+4. **CUDA** (``@pytest.mark.cuda``, skipped without a GPU): the forward on CuPy matches the CPU, and so
+   do the gradients (only the gradients where ``spec.same_on_every_device`` is False).
 
 Adding an entry (conv and norm engineers: put yours in ``entries_conv.py`` / ``entries_norm.py`` next to
 this file; the registry imports them when they exist). A sketch - adapt it to your op's signature::
@@ -93,6 +94,9 @@ The fields
     The expected result dtype when the case runs in ``dtype`` (default: ``dtype`` itself).
 ``grad``
     False for an op with no gradient (forward checks only).
+``same_on_every_device``
+    False for an op whose values come from a device's own random generator (CPU and GPU streams differ):
+    the CUDA test then compares only the gradients.
 ``notes``
     Free text shown nowhere but here: why a domain or tolerance was chosen.
 """
@@ -149,6 +153,7 @@ class OpSpec:
     dtypes: tuple = (np.float32, np.float64)
     output_dtype: Callable | None = None
     grad: bool = True
+    same_on_every_device: bool = True
     notes: str = ""
 
     def __post_init__(self):

@@ -4,7 +4,7 @@
     python -m benchmarks.profile_step --g-width 128 --by-op
     python -m benchmarks.profile_step --cprofile 25        # also cProfile's 25 most expensive functions
 
-The step is the one ``benchmarks/train_step.py`` times (``Trainer.ssgan_step`` on random data, built by
+The step is the one ``benchmarks/train_step.py`` times (``Run.step`` on random data, built by
 :func:`benchmarks.train_step.make_trainer`). After ``--warmup`` untimed steps, ``--steps`` steps run
 with :class:`StepProfiler` active, which, for the duration of the profile only, wraps
 
@@ -156,7 +156,7 @@ def profile(trainer, pairs, steps, clock=time.perf_counter):
         _sync(device)
         t0 = clock()
         for _ in range(steps):
-            trainer.ssgan_step(*next(pairs))
+            trainer.step(*next(pairs))
         _sync(device)
         total = (clock() - t0) / steps
     return total, prof
@@ -219,7 +219,7 @@ def main(argv=None):
     trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device)
     pairs = batches(trainer)
     for _ in range(args.warmup):
-        trainer.ssgan_step(*next(pairs))
+        trainer.step(*next(pairs))
     total, prof = profile(trainer, pairs, args.steps, common.CLOCKS[args.clock])
 
     print(f"{common.cpu_model()}; {args.threads} threads; device {args.device}; load average before "
@@ -233,7 +233,7 @@ def main(argv=None):
     if args.cprofile:
         profiler = cProfile.Profile()
         profiler.enable()
-        trainer.ssgan_step(*next(pairs))
+        trainer.step(*next(pairs))
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.cprofile)

@@ -1,7 +1,7 @@
 """The ssgan model and training step written in PyTorch, for ``benchmarks/train_step.py`` to time against.
 
 This is a *benchmark reference*, kept inside ``benchmarks/``: minigrad and ssgan never import it, and it
-never imports them. It mirrors, layer for layer and pass for pass, what ``ssgan.train.Trainer.ssgan_step``
+never imports them. It mirrors, layer for layer and pass for pass, what ``ssgan.steps.ssgan_step``
 computes with the default preset (read ``ssgan/models.py``, ``ssgan/losses.py`` and the docstring of
 ``ssgan/train.py`` for the why; only the what is repeated here):
 

@@ -7,8 +7,8 @@
 
 What is timed
 -------------
-Exactly what ``python -m ssgan.train`` runs per step: :meth:`ssgan.train.Trainer.ssgan_step` of a real
-``Trainer`` built from the training command line's defaults (``--dataset``, ``--batch-size``,
+Exactly what ``python -m ssgan.train`` runs per step: :meth:`ssgan.train.Run.step` of a real
+``Run`` built from the training command line's defaults (``--dataset``, ``--batch-size``,
 ``--g-width`` and ``--device`` set from this command), on random images of the dataset's shape instead
 of the dataset files (:func:`make_trainer`). One step is one discriminator update (D on 2B real and B
 generated images, Adam) and one generator update (frozen D on the B generated images, feature matching,
@@ -67,10 +67,10 @@ DATASET_SHAPES = ("svhn", "mnist")
 
 # -------------------------------------------------------------------------------- the minigrad side
 def make_trainer(dataset_shape="svhn", g_width=32, batch_size=128, device="cpu", n_images=1280, seed=0):
-    """A real :class:`ssgan.train.Trainer` (the training command's defaults, with these options) whose
+    """A real :class:`ssgan.train.Run` (the training command's defaults, with these options) whose
     data are random images of the dataset's shape: ``ssgan.data.load_dataset`` is replaced while the
-    trainer is built, and nothing is read or written on disk."""
-    from ssgan import data, train  # first, as in ``python -m ssgan.train``: minigrad sets thread variables
+    run is built, and nothing is read or written on disk."""
+    from ssgan import data, download, settings, train  # first, as ``python -m ssgan.train``: thread variables
 
     import numpy as np
 
@@ -85,20 +85,21 @@ def make_trainer(dataset_shape="svhn", g_width=32, batch_size=128, device="cpu",
 
     argv = ["--dataset", dataset_shape, "--g-width", str(g_width), "--batch-size", str(batch_size),
             "--device", device, "--no-progress"]
-    config = train.resolve_config(train.build_parser().parse_args(argv))
+    config = settings.resolve(settings.build_parser().parse_args(argv))
     config["labels"] = min(config["labels"], n_images // 2)
-    with mock.patch.object(data, "load_dataset", random_dataset):
-        return train.Trainer(config, Path(tempfile.gettempdir()) / "ssgan-benchmark-unused")
+    with mock.patch.object(data, "load_dataset", random_dataset), \
+            mock.patch.object(download, "ensure_files", lambda *a, **k: []):
+        return train.setup(config, Path(tempfile.gettempdir()) / "ssgan-benchmark-unused")
 
 
 def batches(trainer):
-    """Endless (labeled indices, unlabeled indices) pairs, drawn as ``Trainer.run`` draws them."""
+    """Endless (labeled indices, unlabeled indices) pairs, drawn as ``ssgan.train.train`` draws them."""
     from ssgan import data
 
     while True:
         for unlabeled_idx in data.epoch_batches(len(trainer.train), trainer.config["batch_size"],
-                                                trainer.order_rng):
-            yield next(trainer.cycler), unlabeled_idx
+                                                trainer.state.order_rng):
+            yield next(trainer.state.cycler), unlabeled_idx
 
 
 def _sync(device):
@@ -109,14 +110,14 @@ def _sync(device):
 
 
 def timed_steps(trainer, pairs, steps, clock=time.perf_counter):
-    """Seconds of each of ``steps`` consecutive ``trainer.ssgan_step`` calls, by ``clock``."""
+    """Seconds of each of ``steps`` consecutive ``trainer.step`` calls, by ``clock``."""
     device = trainer.config["device"]
     times = []
     for _ in range(steps):
         labeled_idx, unlabeled_idx = next(pairs)
         _sync(device)
         t0 = clock()
-        trainer.ssgan_step(labeled_idx, unlabeled_idx)
+        trainer.step(labeled_idx, unlabeled_idx)
         _sync(device)
         times.append(clock() - t0)
     return times
@@ -173,7 +174,7 @@ def counting_flops():
 
 def count_step_flops(trainer, pairs) -> dict:
     with counting_flops() as counts:
-        trainer.ssgan_step(*next(pairs))
+        trainer.step(*next(pairs))
     return counts
 
 

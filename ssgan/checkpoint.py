@@ -14,9 +14,8 @@ What is in a checkpoint
   array: the format tag, the run's config, the epoch/step counters, the random generators' states (as
   JSON: NumPy's ``bit_generator.state`` dictionaries), the optimizers' hyper-parameters and step counts.
 
-Writing is atomic: the file is written under a temporary name in the same folder, flushed and fsync'ed,
-then renamed over the old checkpoint with ``os.replace`` (and the folder is fsync'ed), so a crash or a
-full disk leaves the previous checkpoint intact, never a half-written one.
+Writing is atomic (``ssgan/files.py``): a crash, a kill or a full disk leaves the previous checkpoint
+intact, never a half-written one.
 
 Reading uses ``np.load(..., allow_pickle=False)`` and reads every entry at once, so a truncated or
 corrupt file (bad zip directory, CRC mismatch, missing metadata) is refused with a
@@ -25,12 +24,16 @@ corrupt file (bad zip directory, CRC mismatch, missing metadata) is refused with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+import minigrad as mg
+
+from . import data, files
+from .metrics import EpochSums
 
 FORMAT = "ssgan-checkpoint/1"
 META_KEY = "__meta__"
@@ -43,45 +46,11 @@ class CheckpointError(RuntimeError):
 # ------------------------------------------------------------------------------------------ raw file I/O
 def save_npz_atomic(path, arrays: dict, meta: dict) -> None:
     """Write ``arrays`` (name -> NumPy array) and ``meta`` (JSON-able) to ``path`` atomically."""
-    path = Path(path)
     if META_KEY in arrays:
         raise ValueError(f"save_npz_atomic: {META_KEY!r} is reserved for the metadata")
     payload = {k: np.asarray(v) for k, v in arrays.items()}  # (ascontiguousarray would turn 0-d into 1-d)
     payload[META_KEY] = np.array(json.dumps(dict(meta, format=FORMAT), sort_keys=True, allow_nan=False))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        chmod_as_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def chmod_as_new_file(path) -> None:
-    """Give a file made by ``tempfile.mkstemp`` (always mode 0600) the mode ``open()`` would have given it
-    (0666 minus the umask), so checkpoints and pictures are as readable as any other output."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (not possible on every platform; best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    files.atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 def load_npz(path) -> tuple[dict, dict]:
@@ -130,9 +99,22 @@ def pack_state(models: dict, optimizers: dict) -> tuple[dict, dict]:
     return arrays, meta
 
 
+def check_finite(path, arrays: dict) -> None:
+    """Refuse a checkpoint whose weights or optimizer state hold NaN or infinity (saved after training
+    diverged): evaluating it gives chance-level numbers and resuming it cannot recover."""
+    bad = [k for k, v in arrays.items() if (k.startswith("model/") or k.startswith("optim/"))
+           and np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"checkpoint {path} holds non-finite values (NaN or inf) in {shown}: it was saved "
+                              "after the training diverged. Use an earlier copy of it, or start a new run "
+                              "in another --out folder (for instance with a smaller --lr or another --seed)")
+
+
 def unpack_state(path, arrays: dict, meta: dict, models: dict, optimizers: dict) -> None:
     """Load what :func:`pack_state` stored into ``models`` and ``optimizers``. Everything is checked before
-    anything is changed; a mismatch is a :class:`CheckpointError` naming ``path``."""
+    anything is changed; a mismatch (or a non-finite weight) is a :class:`CheckpointError` naming ``path``."""
+    check_finite(path, arrays)
     model_states = {}
     for name, model in models.items():
         prefix = f"model/{name}/"
@@ -182,3 +164,74 @@ def rng_state_json(rng: np.random.Generator) -> str:
 
 def set_rng_state_json(rng: np.random.Generator, state: str) -> None:
     rng.bit_generator.state = json.loads(state)
+
+
+# ------------------------------------------------------------------------------------ a training run's state
+@dataclass
+class TrainingState:
+    """Where a run is, besides its weights: the counters, the generators of the data order, the epoch's
+    running sums. ``epoch`` is 0-based (the epoch in progress), ``position`` the steps done in it,
+    ``step`` the steps done in all. ``epoch_order_state`` is ``order_rng``'s state as the current epoch
+    began: drawing the epoch's permutation again from it and skipping ``position`` batches is how a run
+    resumes in the middle of an epoch."""
+
+    order_rng: np.random.Generator
+    cycler: data.LabeledCycler
+    epoch: int = 0
+    position: int = 0
+    step: int = 0
+    epoch_order_state: str = ""
+    sums: EpochSums = field(default_factory=EpochSums)
+
+    def __post_init__(self):
+        if not self.epoch_order_state:
+            self.epoch_order_state = rng_state_json(self.order_rng)
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.position = 0
+        self.epoch_order_state = rng_state_json(self.order_rng)
+
+
+def save_checkpoint(path, config: dict, models: dict, optimizers: dict, state: TrainingState,
+                    labeled: np.ndarray, steps_per_epoch: int) -> None:
+    """Everything needed to continue the run bit for bit, in one atomic ``.npz``."""
+    arrays, meta = pack_state(models, optimizers)
+    cycler = state.cycler.state_dict()
+    arrays["extra/labeled_order"] = cycler["order"]
+    arrays["extra/labeled_indices"] = labeled
+    meta.update(
+        config=config, epoch=state.epoch, position=state.position, step=state.step,
+        steps_per_epoch=steps_per_epoch, accum=state.sums.to_dict(),
+        rng={"minigrad": mg.get_rng_state(), "epoch_order": state.epoch_order_state,
+             "labeled": json.dumps(cycler["rng_state"]), "labeled_position": cycler["position"]},
+        versions={"minigrad": mg.__version__, "numpy": np.__version__})
+    save_npz_atomic(path, arrays, meta)
+
+
+def restore_checkpoint(path, arrays: dict, meta: dict, models: dict, optimizers: dict, state: TrainingState,
+                       labeled: np.ndarray, steps_per_epoch: int, device: str, seed: int) -> None:
+    """Load a checkpoint of :func:`save_checkpoint` into the run's models, optimizers and ``state``."""
+    saved_labeled = arrays.get("extra/labeled_indices")
+    if saved_labeled is None or not np.array_equal(saved_labeled, labeled):
+        raise CheckpointError(f"checkpoint {path}: its labeled subset differs from the one these dataset files "
+                              "give (were the data files changed?)")
+    if meta.get("steps_per_epoch") != steps_per_epoch:
+        raise CheckpointError(f"checkpoint {path}: {meta.get('steps_per_epoch')} steps per epoch, the data "
+                              f"now gives {steps_per_epoch} (were the data files changed?)")
+    try:
+        unpack_state(path, arrays, meta, models, optimizers)
+        rng = meta["rng"]
+        state.cycler.load_state_dict({"order": arrays["extra/labeled_order"], "position": rng["labeled_position"],
+                                      "rng_state": json.loads(rng["labeled"])})
+        state.epoch_order_state = rng["epoch_order"]
+        if device != "cpu":
+            # CuPy's generator has no saved state: give it a fresh stream that depends on the step, so a
+            # resumed GPU run does not replay the noise it drew at the start (not bit for bit on the GPU)
+            mg.manual_seed(seed * 1_000_003 + int(meta["step"]) + 1)
+        mg.set_rng_state(rng["minigrad"])
+        state.epoch, state.position, state.step = int(meta["epoch"]), int(meta["position"]), int(meta["step"])
+        state.sums = EpochSums.from_dict(meta["accum"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete or does not fit this run: "
+                              f"{type(exc).__name__}: {exc}") from None

@@ -12,7 +12,6 @@ training loop uses for its per-epoch accuracies.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 import minigrad as mg
 
 from . import checkpoint as ckpt
-from . import data
+from . import data, files
 
 
 def predict(model, images: np.ndarray, batch_size: int = 500, device: str = "cpu") -> np.ndarray:
@@ -77,28 +76,50 @@ def format_report(matrix: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500) -> dict:
-    """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set."""
-    from .models import Discriminator
-    from .train import DROP_RATE
+def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500,
+                        weights: str = "auto") -> dict:
+    """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set.
+
+    ``weights``: ``"auto"`` uses the averaged weights when the checkpoint has them (``--preset improved``)
+    and the raw ones otherwise; ``"raw"`` / ``"averaged"`` choose. The result says which were used.
+    """
+    from .models import build_models
 
     arrays, meta = ckpt.load_npz(path)
     config = meta.get("config")
     if not isinstance(config, dict):
         raise ckpt.CheckpointError(f"checkpoint {path} has no run config")
+    missing = [k for k in ("dataset", "preset", "d_width", "g_width", "z_dim", "supervised_only")
+               if k not in config]
+    if missing:
+        raise ckpt.CheckpointError(f"checkpoint {path}: its config lacks {', '.join(map(repr, missing))} (it was "
+                                   "not written by ssgan.train, or was edited)")
     info = data.dataset_info(config["dataset"])
-    notebook = config.get("preset") == "notebook"
-    model = Discriminator(info.num_channels, config["d_width"], info.num_classes,
-                          drop_rate=0.0 if notebook else DROP_RATE, notebook=notebook)
-    ckpt.unpack_state(path, arrays, meta, {"D": model}, {})
-    model.to(device)
+    notebook, improved = config["preset"] == "notebook", config["preset"] == "improved"
+    layout = "flat" if improved and config["dataset"] == "mnist" else "padded"
     test = data.load_dataset(config["dataset"], "test", data_dir if data_dir is not None else config.get("data_dir"),
-                             remap_ten=not notebook)
+                             remap_ten=not notebook, layout=layout)
+    try:
+        models = build_models(config, info.num_channels, info.num_classes, test.images.shape[1:])
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"checkpoint {path}: {exc}") from None
+    models.pop("G", None)   # only the discriminator is evaluated (and checked)
+    ckpt.unpack_state(path, {k: v for k, v in arrays.items() if not k.startswith("model/G/")}, meta, models, {})
+    has_average = "D_ema" in models
+    if weights not in ("auto", "raw", "averaged"):
+        raise ValueError(f"weights must be auto, raw or averaged, got {weights!r}")
+    if weights == "averaged" and not has_average:
+        raise ckpt.CheckpointError(f"checkpoint {path} holds no averaged weights (only --preset improved keeps "
+                                   "them); use --weights raw")
+    use_average = has_average and weights != "raw"
+    model = models["D_ema"].module if use_average else models["D"]
+    model.to(device)
     if notebook:
         batch_size = config["batch_size"]  # batch statistics at test time: evaluate in training-size batches
     preds = predict(model, test.images, batch_size, device)
     matrix = confusion_matrix(test.labels, preds, info.num_classes)
     return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),
+            "weights": "averaged" if use_average else "raw",
             "epoch": meta.get("epoch"), "step": meta.get("step"), "test_images": len(test),
             "test_acc": float(np.mean(preds == test.labels)),
             "per_class_acc": [None if np.isnan(a) else float(a) for a in per_class_accuracy(matrix)],
@@ -116,28 +137,40 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=500, metavar="B",
                    help="images per forward pass; default 500 (the result does not depend on it, except under "
                         "the notebook preset, which uses its training batch size)")
+    p.add_argument("--weights", choices=("auto", "raw", "averaged"), default="auto",
+                   help="auto (default): the averaged weights when the checkpoint has them (--preset improved), "
+                        "else the raw ones")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error(f"--batch-size {args.batch_size}: expected a positive integer")
     try:
         if args.device == "cuda" and not mg.cuda_available():
             raise ckpt.CheckpointError("--device cuda: CuPy is not installed or sees no GPU")
-        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size)
+        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size, args.weights)
     except (ckpt.CheckpointError, data.DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     m = np.array(result["confusion_matrix"])
     epoch = result["epoch"]
     print(f"checkpoint {result['checkpoint']} ({result['dataset']}, preset {result['preset']}, "
           f"{epoch} epochs done, step {result['step']})")
-    print(f"test accuracy: {result['test_acc']:.4f} on {result['test_images']} images")
+    print(f"test accuracy: {result['test_acc']:.4f} on {result['test_images']} images "
+          f"({result['weights']} weights)")
     if result["preset"] == "notebook" and m.shape[0] > m.shape[1]:
         print("(notebook preset: SVHN label 10, the digit 0, was kept as in the notebook and never matches a class)")
     print("confusion matrix (rows: true class, columns: predicted class):")
     print(format_report(m))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        try:
+            files.write_json_atomic(args.json, result)
+        except OSError as exc:
+            print(f"error: cannot write --json {args.json}: {exc.strerror or exc} (the results above are "
+                  "complete)", file=sys.stderr)
+            return 2
     return 0
 
 

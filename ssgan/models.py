@@ -149,3 +149,36 @@ class Discriminator(nn.Module):
     def extra_repr(self):
         return (f"in_channels={self.in_channels}, width={self.width}, num_classes={self.num_classes}, "
                 f"drop_rate={self.drop_rate}, notebook={self.notebook}")
+
+
+# ------------------------------------------------------------------------------------ one builder for all
+DROP_RATE = 0.5          # the seed discriminator's dropout (0 under --preset notebook: the notebook's was inactive)
+EMA_RATE = 1e-4          # --preset improved: a <- a + 1e-4 (p - a) after every discriminator step
+
+
+def build_models(config: dict, num_channels: int, num_classes: int, input_shape: tuple) -> dict:
+    """The networks of a run, by name: ``"D"`` always, ``"G"`` unless ``supervised_only``, and
+    ``"D_ema"`` (the averaged discriminator, ``mg.AveragedModel``) under ``--preset improved``.
+    ``input_shape`` is one image's shape as the data gives it ((784,) for improved MNIST, else (C, 32, 32)).
+    Training and ``ssgan.evaluate`` both build their models here, so a checkpoint always fits.
+    """
+    import minigrad as mg
+
+    from .models_improved import MnistDiscriminator, MnistGenerator
+
+    preset = config["preset"]
+    models = {}
+    if preset == "improved":
+        if config["dataset"] != "mnist":
+            raise ValueError("--preset improved: only --dataset mnist is built so far")
+        models["D"] = MnistDiscriminator(input_shape[0], num_classes)
+        if not config["supervised_only"]:
+            models["G"] = MnistGenerator(config["z_dim"], out_features=input_shape[0])
+        models["D_ema"] = mg.AveragedModel(models["D"], decay=1.0 - EMA_RATE, start="zeros")
+        return models
+    notebook = preset == "notebook"
+    models["D"] = Discriminator(num_channels, config["d_width"], num_classes,
+                                drop_rate=0.0 if notebook else DROP_RATE, notebook=notebook)
+    if not config["supervised_only"]:
+        models["G"] = Generator(config["z_dim"], config["g_width"], num_channels)
+    return models

@@ -93,13 +93,13 @@ def test_benchmark_trainer_is_ssgan_trainer_on_random_data(small_trainer):
     from ssgan import train
 
     trainer, pairs = small_trainer
-    assert type(trainer) is train.Trainer
+    assert type(trainer) is train.Run
     assert trainer.train.images.shape[1:] == (3, 32, 32) and trainer.train.images.dtype == np.float32
     assert trainer.config["g_width"] == 8 and trainer.config["batch_size"] == 8
     labeled, unlabeled = next(pairs)
     assert len(labeled) == len(unlabeled) == 8
-    out = trainer.ssgan_step(labeled, unlabeled)
-    assert np.isfinite(out["d_loss"]) and np.isfinite(out["g_loss"])
+    out = trainer.step(labeled, unlabeled)
+    assert np.isfinite(out.d_loss) and np.isfinite(out.g_loss)
 
 
 @needs_torch
@@ -134,7 +134,7 @@ def test_profiler_restores_everything_and_accounts_for_the_step(small_trainer):
     saved = (autograd.Function.__dict__["apply"], autograd.backward, conv.Conv2d.__dict__["forward"],
              optim.Adam.__dict__.get("step"), optim.Optimizer.__dict__["step"])
     with StepProfiler() as prof:
-        trainer.ssgan_step(*next(pairs))
+        trainer.step(*next(pairs))
     assert saved == (autograd.Function.__dict__["apply"], autograd.backward, conv.Conv2d.__dict__["forward"],
                      optim.Adam.__dict__.get("step"), optim.Optimizer.__dict__["step"])
     assert prof.calls[("forward", "conv2d")] == 3 * 6 and prof.calls[("forward", "conv_transpose2d")] == 3

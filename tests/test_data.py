@@ -16,12 +16,12 @@ import pytest
 import scipy.io
 
 from fake_data import fake_mnist_split, fake_svhn_split, idx_bytes, install_fake_datasets, write_idx_gz
-from ssgan import data
+from ssgan import data, download
 from ssgan.data import DatasetError, LabeledCycler, epoch_batches, labeled_subset, load_dataset
 
 
-REAL_FETCH_URL = data._fetch_url
-REAL_URLOPEN = data.urllib.request.urlopen
+REAL_FETCH_URL = download._fetch_url
+REAL_URLOPEN = download.urllib.request.urlopen
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def no_network(monkeypatch):
     """Every test: a fresh MD5 cache, downloads allowed by the environment, and no network at all.
 
     Any call of the real downloader is recorded (and fails); the test fails at teardown if there was one.
-    Tests that exercise downloading replace ``data._fetch_url`` with a fake of their own.
+    Tests that exercise downloading replace ``download._fetch_url`` with a fake of their own.
     """
     calls = []
 
@@ -41,9 +41,9 @@ def no_network(monkeypatch):
         calls.append(args)
         raise AssertionError("test tried to open a URL")
 
-    monkeypatch.setattr(data, "_fetch_url", forbidden)
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_urlopen)
-    monkeypatch.setattr(data, "_MD5_CACHE", {})
+    monkeypatch.setattr(download, "_fetch_url", forbidden)
+    monkeypatch.setattr(download.urllib.request, "urlopen", no_urlopen)
+    monkeypatch.setattr(download, "_MD5_CACHE", {})
     monkeypatch.delenv("SSGAN_OFFLINE", raising=False)
     yield
     assert not calls, f"network access attempted: {calls}"
@@ -255,7 +255,7 @@ def test_md5_is_computed_once_per_file_version(fake_root, monkeypatch):
     root, _ = fake_root
     hashed = []
     real = data.file_md5
-    monkeypatch.setattr(data, "file_md5", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(download, "file_md5", lambda path: hashed.append(Path(path).name) or real(path))
     load_dataset("mnist", "test", root, download=False)
     load_dataset("mnist", "test", root, download=False)
     assert sorted(hashed) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -274,7 +274,7 @@ def test_present_files_are_only_read(fake_root, monkeypatch):
     def no_download(*args, **kwargs):
         raise AssertionError("tried to download a file that is present")
 
-    monkeypatch.setattr(data, "_download", no_download)
+    monkeypatch.setattr(download, "_download", no_download)
     for name in ("svhn", "mnist"):
         for split in ("train", "test"):
             load_dataset(name, split, root)     # downloads allowed, but nothing is missing
@@ -299,7 +299,7 @@ def test_download_appears_only_after_md5_matches(fake_root, tmp_path, monkeypatc
         assert not target.exists()
         out.write(good[100:])
 
-    monkeypatch.setattr(data, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "_fetch_url", fake_fetch)
     path = data.ensure_file("mnist", "t10k-images-idx3-ubyte.gz", tmp_path / "fresh")
     assert path == target and path.read_bytes() == good
     assert seen == ["https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz"]
@@ -314,8 +314,8 @@ def test_real_downloader_from_local_file_urls(fake_root, tmp_path, monkeypatch, 
         assert request.full_url.startswith("file:"), request.full_url
         return REAL_URLOPEN(request, *args, **kwargs)
 
-    monkeypatch.setattr(data, "_fetch_url", REAL_FETCH_URL)
-    monkeypatch.setattr(data.urllib.request, "urlopen", local_only)
+    monkeypatch.setattr(download, "_fetch_url", REAL_FETCH_URL)
+    monkeypatch.setattr(download.urllib.request, "urlopen", local_only)
     missing_mirror = (tmp_path / "no-such-mirror").as_uri() + "/"
     monkeypatch.setitem(data.MIRRORS, "mnist", (missing_mirror, (root / "mnist").as_uri() + "/"))
     old_umask = os.umask(0o022)
@@ -335,7 +335,7 @@ def test_real_downloader_from_local_file_urls(fake_root, tmp_path, monkeypatch, 
 def test_unwritable_data_dir_is_a_clear_error(tmp_path, monkeypatch):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("a file where the data directory should be")
-    monkeypatch.setattr(data, "_fetch_url", lambda url, out, desc: out.write(b"never reached"))
+    monkeypatch.setattr(download, "_fetch_url", lambda url, out, desc: out.write(b"never reached"))
     with pytest.raises(DatasetError, match="cannot create the folder") as info:
         data.ensure_file("svhn", "test_32x32.mat", not_a_dir)
     assert data.MD5["test_32x32.mat"] in str(info.value)
@@ -345,7 +345,7 @@ def test_download_with_bad_bytes_leaves_nothing(tmp_path, monkeypatch):
     def fake_fetch(url, out, desc):
         out.write(b"<html>not the file</html>")
 
-    monkeypatch.setattr(data, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "_fetch_url", fake_fetch)
     with pytest.raises(DatasetError) as info:
         load_dataset("svhn", "test", tmp_path)
     msg = str(info.value)
@@ -367,7 +367,7 @@ def test_download_falls_back_to_the_next_mirror(fake_root, tmp_path, monkeypatch
             raise urllib.error.URLError("connection reset")
         out.write(good)
 
-    monkeypatch.setattr(data, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "_fetch_url", fake_fetch)
     path = data.ensure_file("mnist", "t10k-labels-idx1-ubyte.gz", tmp_path)
     assert path.read_bytes() == good and len(seen) == 2 and "yann.lecun.com" in seen[1]
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -377,7 +377,7 @@ def test_offline_is_one_error_listing_every_mirror(tmp_path, monkeypatch):
     def fake_fetch(url, out, desc):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(data, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "_fetch_url", fake_fetch)
     with pytest.raises(DatasetError) as info:
         data.ensure_file("mnist", "train-labels-idx1-ubyte.gz", tmp_path)
     msg = str(info.value)
@@ -391,7 +391,7 @@ def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
         out.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "_fetch_url", fake_fetch)
     with pytest.raises(KeyboardInterrupt):
         data.ensure_file("svhn", "train_32x32.mat", tmp_path)
     assert list((tmp_path / "svhn").iterdir()) == []
@@ -427,7 +427,9 @@ def test_command_line(fake_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "mnist train: images (200, 1, 32, 32) float32" in out and "svhn test: images (50, 3, 32, 32)" in out
     assert data.main(["mnist", "--data-dir", str(tmp_path / "empty"), "--no-download"]) == 1
-    assert "train-images-idx3-ubyte.gz not found" in capsys.readouterr().err
+    err = capsys.readouterr().err   # every missing file of the split is named in one message
+    assert "2 mnist files are missing" in err
+    assert "train-images-idx3-ubyte.gz" in err and "train-labels-idx1-ubyte.gz" in err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ssgan import train
+from ssgan import metrics, train
 
 
 @pytest.mark.slow
@@ -23,6 +23,6 @@ def test_real_mnist_two_steps(tmp_path):
     argv = ["--dataset", "mnist", "--data-dir", root, "--out", str(out), "--max-steps", "2", "--g-width", "4",
             "--d-width", "8", "--no-progress"]
     assert train.main(argv) == 0
-    (record,) = train.read_metrics(out / "metrics.jsonl")
+    (record,) = metrics.read_log(out / "metrics.jsonl")
     assert record["step"] == 2 and record["steps_per_epoch"] == 60000 // 128
     assert json.loads((out / "config.json").read_text())["test_images"] == 10000

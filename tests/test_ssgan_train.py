@@ -14,7 +14,7 @@ from PIL import Image
 
 from fake_data import install_fake_datasets
 from ssgan import checkpoint as ckpt
-from ssgan import evaluate, losses, train
+from ssgan import evaluate, losses, metrics, settings, train
 
 TIMING = {"seconds", "eval_seconds", "images_per_s"}
 STEPS_PER_EPOCH = 12
@@ -39,7 +39,7 @@ def _resume(data_dir, out, *extra):
 
 
 def _metrics(out):
-    return train.read_metrics(Path(out) / "metrics.jsonl")
+    return metrics.read_log(Path(out) / "metrics.jsonl")
 
 
 def _without_timing(records):
@@ -72,7 +72,7 @@ def test_end_to_end_writes_every_output(data_dir, tmp_path):
     assert config["dataset"] == "mnist" and config["labels"] == 20 and config["steps_per_epoch"] == STEPS_PER_EPOCH
     samples = Image.open(out / "samples" / "step_0000005.png")
     assert samples.size[0] > 10 * 32 and samples.mode == "RGB"
-    assert Image.open(out / "curves.png").size == (900, 380)
+    assert Image.open(out / "curves.png").size == (1100, 420)
     arrays, meta = _arrays(out / "checkpoint.npz")
     assert meta["step"] == 5 and meta["position"] == 5 and meta["epoch"] == 0
     assert any(k.startswith("model/G/") for k in arrays) and any(k.startswith("optim/D/") for k in arrays)
@@ -82,7 +82,9 @@ def test_end_to_end_writes_every_output(data_dir, tmp_path):
 def test_resume_mid_epoch_continues_bit_for_bit(data_dir, reference_run, tmp_path):
     out = tmp_path / "run"
     assert train.main(_argv(data_dir, out, "--epochs", "2", "--checkpoint-every", "5", "--max-steps", "7")) == 0
-    assert train.main(_resume(data_dir, out)) == 0
+    assert train.main(_resume(data_dir, out)) == 0                      # the saved --max-steps 7 still holds
+    assert _metrics(out)[-1]["step"] == 7
+    assert train.main(_resume(data_dir, out, "--max-steps", "0")) == 0  # 0 lifts the limit
     ref, got = _metrics(reference_run), _metrics(out)
     assert [r["epoch_complete"] for r in got] == [False, True, True]      # the stop at step 7 left a partial line
     assert _without_timing([r for r in got if r["epoch_complete"]]) == _without_timing(ref)
@@ -224,7 +226,7 @@ def test_evaluate_reports_accuracy_per_class_and_confusion(data_dir, reference_r
 
 
 def test_help_explains_every_flag():
-    parser = train.build_parser()
+    parser = settings.build_parser()
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help and len(action.help) > 15, action.option_strings
@@ -237,7 +239,12 @@ def test_help_explains_every_flag():
 
 def test_bad_options_are_one_clear_line(data_dir, tmp_path, capsys):
     assert train.main(_argv(data_dir, tmp_path / "x", "--batch-size", "0")) == train.EXIT_ERROR
-    assert "--batch-size 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --batch-size: expected a positive integer, got 0" in err
+    assert train.main(_argv(data_dir, tmp_path / "s", "--seed", "-1")) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --seed: expected a non-negative integer, got -1" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "s").exists()
     assert train.main(_argv(data_dir, tmp_path / "y", "--batch-size", "1000")) == train.EXIT_ERROR
     assert "exceeds the 200 training images" in capsys.readouterr().err
     assert train.main(_argv(data_dir, tmp_path / "z", "--labels", "25")) == train.EXIT_ERROR

@@ -100,7 +100,7 @@ class StepProfiler:
     def __enter__(self):
         from minigrad import autograd, kernels, optim
         import minigrad.functional  # noqa: F401  (imports every op module, so every op class exists)
-        from minigrad.ops import norm
+        from minigrad.ops import dropout
 
         ops, todo = [], [autograd.Function]
         while todo:
@@ -115,16 +115,16 @@ class StepProfiler:
         apply = autograd.Function.__dict__["apply"].__func__
         self._patch(autograd.Function, "apply", classmethod(self._timed(("apply", ""), apply)))
         self._patch(autograd, "backward", self._timed(("engine", ""), autograd.backward))
-        for module_name in ("cpu", "im2col", "cuda"):
+        for module_name in ("conv_cpu", "im2col", "conv_cuda"):
             try:
                 module = __import__(f"{kernels.__name__}.{module_name}", fromlist=["_"])
-            except ImportError:  # cuda.py needs CuPy
+            except ImportError:  # conv_cuda.py needs CuPy
                 continue
             for name in KERNEL_NAMES:
                 if name in module.__dict__:
                     self._patch(module, name, self._timed(("kernel", name), module.__dict__[name]))
-        if "dropout_mask" in norm.__dict__:
-            self._patch(norm, "dropout_mask", self._timed(("kernel", "dropout_mask"), norm.dropout_mask))
+        if "dropout_mask" in dropout.__dict__:
+            self._patch(dropout, "dropout_mask", self._timed(("kernel", "dropout_mask"), dropout.dropout_mask))
         for cls in (optim.Adam, optim.SGD, optim.Optimizer):
             if "step" in cls.__dict__:
                 self._patch(cls, "step", self._timed(("optimizer", cls.__name__), cls.__dict__["step"]))

@@ -9,7 +9,9 @@ import numbers
 
 import numpy as np
 
+from . import random as _random
 from .ops import conv as _conv
+from .ops import dropout as _dropout
 from .ops import elementwise as _ew
 from .ops import loss as _loss
 from .ops import matmul as _mm
@@ -140,12 +142,12 @@ def dropout(x, p=0.5, training=True):
     the rest by 1 / (1 - p). Returns ``x`` itself in evaluation mode or when ``p == 0``; all zeros when
     ``p == 1``. The mask comes from minigrad's seeded generator (``mg.manual_seed``)."""
     _tensor(x, "dropout")
-    p = _norm.check_dropout_p("dropout", p)
+    p = _dropout.check_dropout_p("dropout", p)
     if not training or p == 0.0:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: input must be floating point, got {x.dtype}")
-    return _norm.Dropout.apply(x, mask=_norm.dropout_mask(x.shape, p, x.dtype, x.device))
+    return _dropout.Dropout.apply(x, mask=_dropout.dropout_mask(x.shape, p, x.dtype, x.device))
 
 
 def gaussian_noise(x, std, training=True):
@@ -153,18 +155,15 @@ def gaussian_noise(x, std, training=True):
 
     The noise layer of Improved-GAN's MNIST discriminator (not a PyTorch function). The noise is drawn
     from minigrad's seeded generator (``mg.manual_seed``) in the input's dtype, a fresh draw on every
-    call; the gradient is the identity (the noise is a constant of the graph).
+    call; the gradient is the identity (the noise is a constant of the graph). See ``minigrad/ops/dropout.py``.
     """
     _tensor(x, "gaussian_noise")
-    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not (0.0 <= float(std) < float("inf")):
-        raise ValueError(f"gaussian_noise: std must be a finite number >= 0, got {std!r}")
+    std = _dropout.check_noise_std("gaussian_noise", std)
     if not training or std == 0:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"gaussian_noise: input must be floating point, got {x.dtype}")
-    from . import random as _random  # (minigrad.random imports nothing of functional: no cycle)
-
-    return x + Tensor._wrap(_random.normal_noise(x.shape, float(std), x.dtype, x.device))
+    return x + Tensor._wrap(_random.normal_noise(x.shape, std, x.dtype, x.device))
 
 
 def weight_norm(v, g, dim=0, eps=0.0):

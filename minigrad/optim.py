@@ -6,11 +6,9 @@ learning-rate schedule can write ``opt.param_groups[0]["lr"]``) and a per-parame
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from . import backend
+from . import backend, kernels
 from .tensor import Tensor
 
 
@@ -110,8 +108,9 @@ class Adam(Optimizer):
     with ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)``: the Adam of Improved-GAN's Theano
     code (``nn.adam_updates``), which puts eps under the square root.
 
-    For NumPy arrays the update runs as one numba pass per parameter (``minigrad/kernels/optim_cpu.py``,
-    bit for bit the NumPy expressions below, which are the reference and the CuPy path).
+    The update itself is the ``optim`` kernel family: for NumPy arrays one numba pass per parameter
+    (``minigrad/kernels/optim_cpu.py``), bit for bit the array expressions of
+    ``kernels/optim_reference.py`` (the reference and the CuPy path).
     """
 
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "eps_inside_sqrt": False}
@@ -131,30 +130,7 @@ class Adam(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
         t = state["step"]
-        inside = group.get("eps_inside_sqrt", False)
-        fused = _fused_cpu_adam(p.data, g, state["exp_avg"], state["exp_avg_sq"])
-        if fused is not None:  # the same update in one numba pass (minigrad/kernels/optim_cpu.py)
-            p.data = fused.adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2,
-                                       group["lr"], group["eps"], t, eps_inside_sqrt=inside)
-            return
-        dt = p.data.dtype.type
-        xp = backend.array_module(g)
-        state["exp_avg"] = dt(beta1) * state["exp_avg"] + dt(1 - beta1) * g
-        state["exp_avg_sq"] = dt(beta2) * state["exp_avg_sq"] + dt(1 - beta2) * (g * g)
-        step_size = group["lr"] / (1 - beta1 ** t)
-        if inside:
-            denom = xp.sqrt(state["exp_avg_sq"] / dt(1 - beta2 ** t) + dt(group["eps"]))
-        else:
-            denom = xp.sqrt(state["exp_avg_sq"]) / dt(math.sqrt(1 - beta2 ** t)) + dt(group["eps"])
-        p.data = p.data - dt(step_size) * state["exp_avg"] / denom
-
-
-def _fused_cpu_adam(p, g, m, v):
-    """``minigrad.kernels.optim_cpu`` when it handles these arrays (contiguous float NumPy arrays, "fast"
-    kernel path), else None."""
-    from . import kernels
-    from .kernels import optim_cpu
-
-    if kernels.get_path() == "fast" and optim_cpu.supports(p, g, m, v):
-        return optim_cpu
-    return None
+        k = kernels.for_arrays("optim", p.data, g, state["exp_avg"], state["exp_avg_sq"])
+        p.data, state["exp_avg"], state["exp_avg_sq"] = k.adam_update(
+            p.data, g, state["exp_avg"], state["exp_avg_sq"], beta1, beta2, group["lr"], group["eps"], t,
+            eps_inside_sqrt=group.get("eps_inside_sqrt", False))

@@ -168,7 +168,7 @@ def test_blocks_of_samples_give_the_whole_batch_result(p, path, block_bytes):
 
 
 def test_block_size_setting_is_checked(monkeypatch):
-    from minigrad.kernels import cpu
+    from minigrad.kernels import conv_cpu as cpu
     from minigrad.ops.conv import sample_blocks
 
     monkeypatch.setenv("MINIGRAD_CONV_BLOCK_BYTES", "0")

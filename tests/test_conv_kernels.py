@@ -1,4 +1,4 @@
-"""The convolution kernels: numba (cpu.py) and CUDA (cuda.py) against the reference im2col (im2col.py),
+"""The convolution kernels: numba (conv_cpu.py) and CUDA (conv_cuda.py) against the reference im2col (im2col.py),
 the adjoint relation between im2col and col2im, and the switch that picks a kernel path.
 
 The CUDA kernels run for real only in ``@pytest.mark.cuda`` tests. Their bodies are plain C, so one test
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import kernels
-from minigrad.kernels import cpu, cuda, im2col as ref
+from minigrad.kernels import conv_cpu as cpu, conv_cuda as cuda, im2col as ref
 from minigrad.testing.entries_conv import conv_geometries, conv_problems
 
 
@@ -101,12 +101,12 @@ def test_col2im_is_the_adjoint_of_im2col(case, which):
 def test_path_switch(monkeypatch):
     x = np.zeros((1, 1, 3, 3), np.float32)
     monkeypatch.delenv("MINIGRAD_KERNELS", raising=False)
-    assert kernels.get_path() == "fast" and kernels.for_array(x) is cpu
+    assert kernels.get_path() == "fast" and kernels.for_arrays("conv", x) is cpu
     monkeypatch.setenv("MINIGRAD_KERNELS", "reference")
-    assert kernels.get_path() == "reference" and kernels.for_array(x) is ref
+    assert kernels.get_path() == "reference" and kernels.for_arrays("conv", x) is ref
     with kernels.use("fast"):
-        assert kernels.for_array(x) is cpu
-    assert kernels.for_array(x) is ref          # restored
+        assert kernels.for_arrays("conv", x) is cpu
+    assert kernels.for_arrays("conv", x) is ref          # restored
     monkeypatch.setenv("MINIGRAD_KERNELS", "referense")
     with pytest.raises(ValueError, match=r"kernels: \$MINIGRAD_KERNELS must be one of \('fast', 'reference'\)"):
         kernels.get_path()

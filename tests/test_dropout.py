@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
-from minigrad.ops.norm import Dropout as DropoutOp
-from minigrad.ops.norm import dropout_mask
+from minigrad.ops.dropout import Dropout as DropoutOp
+from minigrad.ops.dropout import dropout_mask
 from minigrad.testing.gradcheck import GradcheckError, gradcheck
 
 

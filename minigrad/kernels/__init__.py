@@ -1,28 +1,61 @@
-"""Raw-array kernels behind the convolution ops, chosen per device.
+"""Raw-array kernels: where the ops of ``minigrad/ops`` get their speed. The ops hold the math (what is
+computed, forward and backward, and why); a kernel computes one named piece of it on raw arrays.
 
-Three modules implement the same five functions (``im2col``, ``col2im``, ``to_channel_rows``,
-``from_channel_rows``, ``channel_sum``; see ``im2col.py`` for what they compute), and each says how much
-of a column matrix the ops should build at a time (``BLOCK_BYTES``, see :func:`block_bytes`):
+Kernels come in *families*, one per op family that has fast kernels. Every module of a family implements
+the same functions with the same arguments and results, and says whether it handles given arrays
+(``supports(*arrays)``):
 
-* ``im2col.py`` - the reference: plain NumPy/CuPy slicing, readable, runs on either array module;
-* ``cpu.py``    - numba kernels, used for NumPy arrays;
-* ``cuda.py``   - CuPy kernels, used for CuPy arrays.
+=============  ============================  =======================  ==================
+family         reference (any array module)  fast, NumPy (numba)      fast, CuPy
+=============  ============================  =======================  ==================
+conv           ``im2col.py``                 ``conv_cpu.py``          ``conv_cuda.py``
+norm           ``norm_reference.py``         ``norm_cpu.py``          the reference
+elementwise    ``elementwise_reference.py``  ``elementwise_cpu.py``   the reference
+optim          ``optim_reference.py``        ``optim_cpu.py``         the reference
+=============  ============================  =======================  ==================
 
-:func:`for_array` picks one for an array. The *path* decides between the reference and the fast
-kernels: ``"fast"`` (the default) uses the fast kernels of the array's device, ``"reference"`` uses
-``im2col.py`` everywhere - for debugging, and for tests that compare the two. The environment variable
-``MINIGRAD_KERNELS=reference`` sets it for a whole run; :func:`set_path` and :func:`use` set it from code.
+An op asks for the module that handles its arrays, and calls it; there is no other way to reach a kernel::
+
+    k = kernels.for_arrays("conv", x)          # conv_cpu for a NumPy x, conv_cuda for a CuPy x
+    cols = k.im2col(x, kernel_size, stride, padding)
+
+The reference modules are plain array code, readable, and run on NumPy and CuPy alike; the fast modules are
+tested against them. The *path* decides between the two: ``"fast"`` (the default) takes the first fast
+module of the family that supports the arrays (the reference when none does: a float16 array, a
+non-contiguous optimizer state...), ``"reference"`` takes the reference everywhere - for debugging, and for
+tests that compare the two. The environment variable ``MINIGRAD_KERNELS=reference`` sets it for a whole run;
+:func:`set_path` and :func:`use` set it from code.
+
+Every Python function of a fast module checks the sizes of the arrays it hands to compiled code
+(``checks.py``): a wrong size is a ``ValueError`` naming the kernel and the shapes, never a read past the
+end of a buffer.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-
-import numpy as np
 
 PATHS = ("fast", "reference")
 
+#: family -> (reference module, fast modules in the order they are tried)
+FAMILIES = {
+    "conv": ("im2col", ("conv_cpu", "conv_cuda")),
+    "norm": ("norm_reference", ("norm_cpu",)),
+    "elementwise": ("elementwise_reference", ("elementwise_cpu",)),
+    "optim": ("optim_reference", ("optim_cpu",)),
+}
+
+#: the functions every module of a family provides (tests check each module against this list)
+INTERFACES = {
+    "conv": ("supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum"),
+    "norm": ("supports", "channel_stats", "normalize", "backward_sums", "training_dx"),
+    "elementwise": ("supports", "leaky_relu", "leaky_relu_backward"),
+    "optim": ("supports", "adam_update"),
+}
+
 _path = None  # None: not chosen in code, follow $MINIGRAD_KERNELS
+_modules = {}  # module name -> module, imported on first use (numba and CuPy load only when needed)
 
 
 def _checked(name, source):
@@ -58,15 +91,38 @@ def use(name):
         _path = previous
 
 
-def block_bytes(module):
+def module(name):
+    """The kernel module ``minigrad.kernels.<name>`` (imported once)."""
+    found = _modules.get(name)
+    if found is None:
+        found = _modules[name] = importlib.import_module(f"{__name__}.{name}")
+    return found
+
+
+def for_arrays(family, *arrays):
+    """The module of kernel ``family`` (a key of :data:`FAMILIES`) that handles ``arrays``: the reference on
+    the reference path, else the first fast module whose ``supports(*arrays)`` is true, else the reference."""
+    try:
+        reference, fast = FAMILIES[family]
+    except KeyError:
+        raise ValueError(f"kernels: unknown kernel family {family!r}; known: {sorted(FAMILIES)}") from None
+    if get_path() == "fast":
+        for name in fast:
+            candidate = module(name)
+            if candidate.supports(*arrays):
+                return candidate
+    return module(reference)
+
+
+def block_bytes(kernel_module):
     """Bytes of column matrix per block of samples for the ops of ``ops/conv.py`` (None: the whole batch).
 
-    The kernel module's ``BLOCK_BYTES`` unless ``$MINIGRAD_CONV_BLOCK_BYTES`` is set (an integer; 0 means
-    the whole batch at once), which is how the benchmark compares block sizes.
+    The conv kernel module's ``BLOCK_BYTES`` unless ``$MINIGRAD_CONV_BLOCK_BYTES`` is set (an integer; 0
+    means the whole batch at once), which is how the benchmark compares block sizes.
     """
     text = os.environ.get("MINIGRAD_CONV_BLOCK_BYTES", "").strip()
     if not text:
-        return module.BLOCK_BYTES
+        return kernel_module.BLOCK_BYTES
     try:
         value = int(text)
     except ValueError:
@@ -74,16 +130,3 @@ def block_bytes(module):
     if value < 0:
         raise ValueError(f"kernels: $MINIGRAD_CONV_BLOCK_BYTES must be a non-negative integer, got {text!r}")
     return value or None
-
-
-def for_array(array):
-    """The kernel module for ``array``: the reference on the reference path, else numba for a NumPy
-    array and CuPy kernels for a CuPy array."""
-    if get_path() == "reference":
-        from . import im2col
-        return im2col
-    if isinstance(array, np.ndarray):
-        from . import cpu
-        return cpu
-    from . import cuda
-    return cuda

@@ -10,13 +10,17 @@ once, spread over the cores with ``prange`` (each thread owns a contiguous slice
 * backward: ``dx_i = g_i`` if ``x_i > 0`` else ``slope * g_i`` (so the gradient at exactly 0 is
   ``slope``, as in PyTorch, and a NaN input gives ``slope * g``).
 
-``minigrad/ops/elementwise.py`` (``LeakyReLU``) calls these for float32/float64 NumPy arrays on the
-"fast" kernel path and keeps the NumPy/CuPy expression as the reference and the GPU path.
+Same names, arguments and results as ``elementwise_reference.py`` (the array expressions: the reference
+these loops are tested against, and the GPU path).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from .checks import check_arrays
+
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -56,6 +60,7 @@ def leaky_relu(x, negative_slope):
 
 def leaky_relu_backward(grad, x, negative_slope):
     """The input gradient of :func:`leaky_relu`: ``grad`` where ``x > 0``, ``negative_slope * grad`` elsewhere."""
+    check_arrays("leaky_relu_backward", {"grad": (grad, x.shape)})
     grad, x = _c_order(grad), _c_order(x)
     out = np.empty(x.shape, dtype=x.dtype)
     _leaky_relu_backward(grad.reshape(-1), x.reshape(-1), x.dtype.type(negative_slope), out.reshape(-1))

@@ -1,9 +1,10 @@
 """The reference convolution kernels: im2col / col2im and two layout moves, written once for any array
 module (NumPy or CuPy, taken from the array they are given).
 
-This is the readable version of what every convolution in minigrad does, and the algorithm the GPU runs.
-The numba kernels in ``cpu.py`` and the CUDA kernels in ``cuda.py`` compute exactly the same arrays
-faster, and the tests check them against these functions.
+This is the readable version of what every convolution in minigrad does, and the algorithm the GPU runs:
+the reference module of the ``conv`` kernel family (see ``minigrad/kernels/__init__.py``). The numba
+kernels in ``conv_cpu.py`` and the CUDA kernels in ``conv_cuda.py`` compute exactly the same arrays faster,
+and the tests check them against these functions.
 
 The layout they share
 ---------------------
@@ -32,9 +33,17 @@ from __future__ import annotations
 
 from ..backend import array_module
 
+__all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "output_size",
+           "BLOCK_BYTES"]
+
 #: Bytes of column matrix per block of samples in the ops (see ``ops/conv.py``); None: the whole batch,
 #: the plainest form of the algorithm.
 BLOCK_BYTES = None
+
+
+def supports(*arrays) -> bool:
+    """The reference runs on any NumPy or CuPy arrays."""
+    return True
 
 
 def output_size(size, kernel, stride, padding):

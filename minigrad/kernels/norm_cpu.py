@@ -1,12 +1,13 @@
-"""numba kernels for batch norm on the CPU: each function is one pass over the activations.
+"""numba kernels for batch norm on the CPU: the functions of ``norm_reference.py``, each one pass over the
+activations.
 
-Every kernel takes the activations viewed as a C-contiguous ``(N, C, S)`` array, ``S`` being the product of
-the spatial sizes (1 for an ``(N, C)`` input), so one code path serves BatchNorm1d and BatchNorm2d. Per-channel
-values (means, scales, sums) are float64 whatever the activations' dtype, and every reduction accumulates
-in float64, so float32 activations lose nothing to the summation order.
-
-The NumPy code in ``minigrad/ops/norm.py`` is the reference these kernels are tested against; what they buy
-is fewer passes over memory:
+Same names, arguments and results as the reference in ``norm_reference.py`` (the readable version these
+kernels are tested against). The Python functions at the end take activations of shape (N, C) or
+(N, C, *spatial), check the sizes of what they are handed, and call a compiled kernel on a C-contiguous
+``(N, C, S)`` view, ``S`` being the product of the spatial sizes (1 for an ``(N, C)`` input), so one code path
+serves BatchNorm1d and BatchNorm2d. Per-channel values (means, scales, sums) are float64 whatever the
+activations' dtype, and every reduction accumulates in float64, so float32 activations lose nothing to the
+summation order. What the kernels buy is fewer passes over memory:
 
 =========================  ==========================================  =====================================
 pass                       NumPy reference                             here
@@ -14,7 +15,7 @@ pass                       NumPy reference                             here
 batch mean and variance    mean, subtract, square, mean (4 passes)     :func:`channel_stats` (1 pass)
 normalise + affine         subtract, multiply, add (3 passes)          :func:`normalize` (1 pass)
 backward reductions        x-hat, two sums, one product (4 passes)     :func:`backward_sums` (1 pass)
-backward dx                four elementwise passes                     :func:`backward_dx` (1 pass)
+backward dx                four elementwise passes                     :func:`training_dx` (1 pass)
 =========================  ==========================================  =====================================
 
 Variance in one pass without cancellation: the textbook ``E[x^2] - E[x]^2`` loses every digit when
@@ -37,11 +38,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .checks import check_arrays
+
 _REASSOC = {"reassoc"}  # fast-math flag for the reductions only (see above)
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+__all__ = ["supports", "channel_stats", "normalize", "backward_sums", "training_dx"]
 
 
 @njit(cache=True, parallel=True, fastmath=_REASSOC)
-def channel_stats(x):
+def _channel_stats(x):
     """Per-channel mean and *biased* variance (both float64) of ``x`` of shape (N, C, S), in one pass."""
     n, c_count, s = x.shape
     count = n * s
@@ -64,7 +71,7 @@ def channel_stats(x):
 
 
 @njit(cache=True, parallel=True)
-def normalize(x, mean, scale, shift, out):
+def _normalize(x, mean, scale, shift, out):
     """``out = (x - mean[c]) * scale[c] + shift[c]`` for ``x`` and ``out`` of shape (N, C, S).
 
     With ``scale = gamma / sqrt(var + eps)`` and ``shift = beta`` this is batch norm's forward pass; the
@@ -80,7 +87,7 @@ def normalize(x, mean, scale, shift, out):
 
 
 @njit(cache=True, parallel=True, fastmath=_REASSOC)
-def backward_sums(g, x, mean):
+def _backward_sums(g, x, mean):
     """Per-channel ``sum(g)`` and ``sum(g * (x - mean[c]))`` (float64), the two reductions of batch norm's
     backward pass, in one pass over ``g`` and ``x`` (both (N, C, S)).
 
@@ -104,11 +111,11 @@ def backward_sums(g, x, mean):
 
 
 @njit(cache=True, parallel=True)
-def backward_dx(g, x, mean, scale, g_offset, x_coef, out):
+def _backward_dx(g, x, mean, scale, g_offset, x_coef, out):
     """``out = scale[c] * (g - g_offset[c]) - x_coef[c] * (x - mean[c])`` for (N, C, S) arrays.
 
-    Batch norm's training-mode input gradient is of this form (see ``BatchNorm.backward`` in
-    ``minigrad/ops/norm.py`` for the coefficients).
+    Batch norm's training-mode input gradient is of this form (see :func:`training_dx` for the
+    coefficients).
     """
     n, c_count, s = x.shape
     for row in prange(n * c_count):
@@ -117,3 +124,62 @@ def backward_dx(g, x, mean, scale, g_offset, x_coef, out):
         mu, a, go, b = mean[c], scale[c], g_offset[c], x_coef[c]
         for j in range(s):
             out[i, c, j] = a * (np.float64(g[i, c, j]) - go) - b * (np.float64(x[i, c, j]) - mu)
+
+
+# ----------------------------------------------------------------------------------- the Python side
+def supports(*arrays) -> bool:
+    """Whether these kernels handle the arrays: NumPy arrays of float32 or float64."""
+    return all(isinstance(a, np.ndarray) and a.dtype in DTYPES for a in arrays)
+
+
+def _ncs(a):
+    """View an (N, C, *spatial) array as a C-contiguous (N, C, S) array (copying only if it must)."""
+    spatial = 1
+    for n in a.shape[2:]:
+        spatial *= n
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], spatial)
+
+
+def _vectors(name, x, **vectors):
+    """Check the activations' rank and that every per-channel vector has one float64 value per channel."""
+    if x.ndim < 2:
+        raise ValueError(f"{name}: activations must have shape (N, C, ...), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    check_arrays(name, {k: (v, (c,)) for k, v in vectors.items()})
+    return [np.ascontiguousarray(v, dtype=np.float64) for v in vectors.values()]
+
+
+def channel_stats(x):
+    """numba version of :func:`minigrad.kernels.norm_reference.channel_stats`."""
+    _vectors("channel_stats", x)
+    return _channel_stats(_ncs(x))
+
+
+def normalize(x, mean, scale, shift):
+    """numba version of :func:`minigrad.kernels.norm_reference.normalize`."""
+    mean, scale, shift = _vectors("normalize", x, mean=mean, scale=scale, shift=shift)
+    out = np.empty(x.shape, dtype=x.dtype)
+    _normalize(_ncs(x), mean, scale, shift, _ncs(out))
+    return out
+
+
+def backward_sums(g, x, mean, invstd):
+    """numba version of :func:`minigrad.kernels.norm_reference.backward_sums`: one pass for ``sum(g)`` and
+    ``sum(g * (x - mean))``, then the second sum times ``invstd`` is ``sum(g * xhat)``."""
+    mean, invstd = _vectors("backward_sums", x, mean=mean, invstd=invstd)
+    check_arrays("backward_sums", {"g": (g, tuple(x.shape))})
+    sum_g, sum_gx = _backward_sums(_ncs(g), _ncs(x), mean)
+    return sum_g, sum_gx * invstd
+
+
+def training_dx(g, x, mean, invstd, gamma, mean_g, mean_gxhat):
+    """numba version of :func:`minigrad.kernels.norm_reference.training_dx`. The formula with
+    ``xhat = (x - mean) * invstd`` folded into one coefficient of ``(x - mean)``:
+    ``dx = scale * (g - mean_g) - scale * invstd * mean_gxhat * (x - mean)``, ``scale = gamma * invstd``."""
+    mean, invstd, gamma, mean_g, mean_gxhat = _vectors(
+        "training_dx", x, mean=mean, invstd=invstd, gamma=gamma, mean_g=mean_g, mean_gxhat=mean_gxhat)
+    check_arrays("training_dx", {"g": (g, tuple(x.shape))})
+    scale = gamma * invstd
+    out = np.empty(x.shape, dtype=x.dtype)
+    _backward_dx(_ncs(g), _ncs(x), mean, scale, mean_g, scale * invstd * mean_gxhat, _ncs(out))
+    return out

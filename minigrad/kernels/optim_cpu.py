@@ -1,6 +1,6 @@
 """numba kernel for the Adam update on the CPU: one pass over a parameter instead of about a dozen.
 
-``minigrad/optim.py`` writes Adam's update as NumPy expressions (the readable reference, and the CuPy
+``optim_reference.py`` writes Adam's update as array expressions (the readable reference, and the CuPy
 path): each of them reads and writes whole arrays, so one parameter is swept some twelve times and as
 many temporary arrays are allocated. This loop computes the same expressions, in the same order and in
 the parameter's dtype, one element at a time::
@@ -10,7 +10,7 @@ the parameter's dtype, one element at a time::
     p <- p - step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps)      step_size = lr / (1 - beta1^t)
 
 ``m`` and ``v`` (the optimizer's own state arrays, which nothing else holds) are updated in place; the
-new parameter goes into a new array, as the NumPy path does, because arrays saved by a graph that has not
+new parameter goes into a new array, as the reference does, because arrays saved by a graph that has not
 been backpropagated yet may still refer to the old one.
 """
 from __future__ import annotations
@@ -19,6 +19,10 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from .checks import check_arrays
+
+__all__ = ["supports", "adam_update"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -46,7 +50,8 @@ def _adam_eps_inside(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
 
 
 def supports(p, g, m, v) -> bool:
-    """Whether :func:`adam_update` handles these arrays: C-contiguous NumPy arrays of one float dtype."""
+    """Whether :func:`adam_update` handles these arrays: C-contiguous NumPy arrays of one float dtype (float32
+    or float64) and one shape."""
     arrays = (p, g, m, v)
     return all(isinstance(a, np.ndarray) and a.dtype == p.dtype and a.flags.c_contiguous and a.shape == p.shape
                for a in arrays) and p.dtype in DTYPES
@@ -54,14 +59,16 @@ def supports(p, g, m, v) -> bool:
 
 def adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt=False):
     """One Adam step at step number ``t`` (1 for the first): updates ``m`` and ``v`` in place and returns
-    the new parameter array. ``eps_inside_sqrt``: ``p - step_size m / sqrt(v / (1 - beta2^t) + eps)``."""
+    ``(new p, m, v)``, the new parameter in a new array. ``eps_inside_sqrt``:
+    ``p - step_size m / sqrt(v / (1 - beta2^t) + eps)``."""
+    check_arrays("adam_update", {"g": (g, p.shape), "m": (m, p.shape), "v": (v, p.shape)})
     dt = p.dtype.type
     out = np.empty_like(p)
     if eps_inside_sqrt:
         _adam_eps_inside(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1),
                          dt(beta2), dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(1 - beta2 ** t), dt(eps),
                          out.reshape(-1))
-        return out
-    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
-          dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(math.sqrt(1 - beta2 ** t)), dt(eps), out.reshape(-1))
-    return out
+    else:
+        _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
+              dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(math.sqrt(1 - beta2 ** t)), dt(eps), out.reshape(-1))
+    return out, m, v

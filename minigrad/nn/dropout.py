@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..ops.norm import check_dropout_p
+from ..ops.dropout import check_dropout_p, check_noise_std
 from .module import Module
 
 
@@ -34,9 +34,7 @@ class GaussianNoise(Module):
 
     def __init__(self, std):
         super().__init__()
-        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0.0 <= float(std) < float("inf"):
-            raise ValueError(f"GaussianNoise: std must be a finite number >= 0, got {std!r}")
-        self.std = float(std)
+        self.std = check_noise_std("GaussianNoise", std)
 
     def forward(self, x):
         return F.gaussian_noise(x, self.std, self.training)

@@ -7,7 +7,8 @@ Both ops are written with three steps, whatever the device:
 * ``to_channel_rows`` / ``from_channel_rows`` (NCHW <-> one row per channel, (C, N*H*W)),
 * one matrix product per gradient, ``xp.matmul`` (BLAS on the CPU, cuBLAS on the GPU).
 
-``minigrad.kernels.for_array`` picks the implementation of the first two (numba, CuPy or the reference).
+The first two are the ``conv`` kernel family: ``kernels.for_arrays("conv", x)`` picks the module that
+computes them for the arrays at hand (numba, CuPy or the reference ``kernels/im2col.py``).
 Where a column matrix is made only to be used at once, the CPU goes through the batch in blocks of
 samples that fit in the cache (:func:`sample_blocks`); the arithmetic is the same.
 
@@ -38,6 +39,7 @@ import numbers
 from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
+from ..tensor import Tensor
 
 
 # ------------------------------------------------------------------------------------------ arguments
@@ -153,7 +155,7 @@ class Conv2d(Function):
         _check_arrays("conv2d", x, weight, b, in_channels_dim=1)
         cout, cin, kh, kw = weight.shape
         oh, ow = conv2d_output_size("conv2d", x.shape[2:], (kh, kw), stride, padding)
-        k = kernels.for_array(x)
+        k = kernels.for_arrays("conv", x)
 
         cols = k.im2col(x, (kh, kw), stride, padding)            # (Cin*kH*kW, N*OH*OW)
         rows = weight.reshape(cout, cin * kh * kw) @ cols          # (Cout, N*OH*OW)
@@ -168,7 +170,7 @@ class Conv2d(Function):
         cols, weight = ctx.saved_arrays
         cout, cin, kh, kw = weight.shape
         n, oh, ow = grad.shape[0], grad.shape[2], grad.shape[3]
-        k, xp = kernels.for_array(grad), array_module(grad)
+        k, xp = kernels.for_arrays("conv", grad), array_module(grad)
         g = k.to_channel_rows(grad)                               # G: (Cout, N*OH*OW)
 
         dx = dw = db = None
@@ -222,7 +224,7 @@ class ConvTranspose2d(Function):
         n, _, h, w = x.shape
         oh, ow = conv_transpose2d_output_size("conv_transpose2d", (h, w), (kh, kw), stride, padding,
                                               output_padding)
-        k, xp = kernels.for_array(x), array_module(x)
+        k, xp = kernels.for_arrays("conv", x), array_module(x)
         w2d_t = weight.reshape(cin, cout * kh * kw).T
 
         x_rows = k.to_channel_rows(x)                             # X: (Cin, N*H*W)
@@ -241,7 +243,7 @@ class ConvTranspose2d(Function):
         cin, cout, kh, kw = weight.shape
         h, w = ctx.x_hw
         n = grad.shape[0]
-        k, xp = kernels.for_array(grad), array_module(grad)
+        k, xp = kernels.for_arrays("conv", grad), array_module(grad)
         w2d = weight.reshape(cin, cout * kh * kw)
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
 
@@ -269,8 +271,6 @@ class ConvTranspose2d(Function):
 
 # --------------------------------------------------------------------------------- user-facing functions
 def _inputs(op, x, weight, bias):
-    from ..tensor import Tensor  # local: keeps ops importable without the tensor module's cycle
-
     for name, t in (("input", x), ("weight", weight), ("bias", bias)):
         if t is not None and not isinstance(t, Tensor):
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module, to_device
 
@@ -220,9 +221,9 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """x for x > 0, ``negative_slope * x`` otherwise (the gradient at 0 is ``negative_slope``).
 
-    float32/float64 NumPy arrays on the "fast" kernel path go through one-pass numba kernels
-    (``minigrad/kernels/elementwise_cpu.py``); the ``where`` expressions below are the reference and
-    the CuPy path.
+    Both directions are the ``elementwise`` kernel family: one-pass numba loops for float32/float64 NumPy
+    arrays (``minigrad/kernels/elementwise_cpu.py``), the ``where`` expressions of
+    ``kernels/elementwise_reference.py`` otherwise (the reference and the CuPy path).
     """
 
     name = "leaky_relu"
@@ -231,29 +232,12 @@ class LeakyReLU(Function):
     def forward(ctx, x, negative_slope=0.01):
         ctx.save_for_backward(x)
         ctx.negative_slope = negative_slope
-        fused = _fused_cpu_kernels(x)
-        if fused is not None:
-            return fused.leaky_relu(x, negative_slope)
-        return array_module(x).where(x > 0, x, x * x.dtype.type(negative_slope))
+        return kernels.for_arrays("elementwise", x).leaky_relu(x, negative_slope)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_arrays
-        fused = _fused_cpu_kernels(grad, x)
-        if fused is not None:
-            return fused.leaky_relu_backward(grad, x, ctx.negative_slope)
-        return array_module(grad).where(x > 0, grad, grad * grad.dtype.type(ctx.negative_slope))
-
-
-def _fused_cpu_kernels(*arrays):
-    """``minigrad.kernels.elementwise_cpu`` when it handles these arrays (float NumPy arrays, "fast" kernel
-    path), else None."""
-    from .. import kernels
-    from ..kernels import elementwise_cpu
-
-    if kernels.get_path() == "fast" and elementwise_cpu.supports(*arrays):
-        return elementwise_cpu
-    return None
+        return kernels.for_arrays("elementwise", grad, x).leaky_relu_backward(grad, x, ctx.negative_slope)
 
 
 class Softplus(Function):

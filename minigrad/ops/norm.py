@@ -1,4 +1,4 @@
-"""Batch normalisation and dropout.
+"""Batch normalisation (registry entries: ``minigrad/testing/entries_norm.py``).
 
 Batch norm (Ioffe & Szegedy 2015) with PyTorch's semantics
 -----------------------------------------------------------
@@ -24,122 +24,24 @@ path: ``mean(..., dtype=float64)`` then the mean of squared deviations from it, 
 numba path: one pass of shifted sums, see ``minigrad/kernels/norm_cpu.py``), so float32 inputs with a
 large mean and a small spread keep their variance. Outputs and gradients are in the input's dtype.
 
-Two implementations compute the same thing: the NumPy code below (array-module generic: it is also the
-CuPy path, and the readable reference), and numba kernels that fuse each step into one pass over memory,
-used for NumPy arrays unless ``MINIGRAD_KERNELS=reference``.
-
-Dropout
--------
-Inverted dropout: each value is kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``, so the
-expectation is unchanged and evaluation needs no rescaling. :class:`Dropout` takes its mask as an option
-(so a gradient check can hold the mask fixed); ``F.dropout`` draws it with :func:`dropout_mask` from
-minigrad's seeded generator.
+The per-channel passes are the ``norm`` kernel family (``kernels.for_arrays("norm", x)``): the array code
+of ``minigrad/kernels/norm_reference.py`` (NumPy or CuPy: the readable reference and the GPU path), and numba
+kernels that fuse each pass into one sweep over memory (``kernels/norm_cpu.py``), used for NumPy arrays
+unless ``MINIGRAD_KERNELS=reference``. This module holds the math that combines them.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
-import numpy as np
-
-from .. import kernels, random
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
-
-
-# ----------------------------------------------------------------------------------------------- dispatch
-def use_numba(x) -> bool:
-    """Whether the numba kernels handle ``x``: NumPy arrays on the "fast" kernel path (the default; the
-    path is ``minigrad.kernels.get_path()``, set by ``$MINIGRAD_KERNELS`` or ``kernels.use(...)``)."""
-    return isinstance(x, np.ndarray) and kernels.get_path() == "fast"
-
-
-def _ncs(a):
-    """View an (N, C, *spatial) array as a C-contiguous (N, C, S) array (copying only if it must)."""
-    spatial = 1
-    for n in a.shape[2:]:
-        spatial *= n
-    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], spatial)
+from ..tensor import Tensor
 
 
 def _per_channel(v, ndim, dtype):
     """A per-channel vector (C,) shaped (1, C, 1, ...) to broadcast against an ndim-dim input."""
     return v.reshape((1, -1) + (1,) * (ndim - 2)).astype(dtype, copy=False)
-
-
-def _reduce_axes(ndim):
-    return (0,) + tuple(range(2, ndim))
-
-
-# --------------------------------------------------------------------------------- batch norm pieces
-def batch_stats(x):
-    """Per-channel mean and biased variance of ``x`` (N, C, ...), as float64 vectors of length C."""
-    if use_numba(x):
-        from ..kernels import norm_cpu
-
-        return norm_cpu.channel_stats(_ncs(x))
-    xp = array_module(x)
-    axes = _reduce_axes(x.ndim)
-    mean = x.mean(axis=axes, dtype=xp.float64)
-    centered = _centered(x, mean)  # two passes: the mean, then the mean square of the deviations from it
-    var = (centered * centered).mean(axis=axes, dtype=xp.float64)
-    return mean, var
-
-
-def _centered(x, mean):
-    """``x - mean[c]`` in ``x``'s dtype, accurate even when |mean| >> std in float32.
-
-    Rounding the float64 mean to float32 first would shift every deviation by up to eps32 * |mean| (for
-    mean 1000 and std 0.01, 0.3% of a standard deviation). So the mean is split in two float32 parts,
-    ``hi`` (the mean rounded) and ``lo`` (what rounding lost, rounded): ``x - hi`` is exact for ``x`` near
-    ``hi`` (Sterbenz's lemma), and subtracting ``lo`` afterwards leaves a single rounding of the small result.
-    For float64 inputs ``lo`` is zero.
-    """
-    hi = mean.astype(x.dtype)
-    lo = (mean - hi).astype(x.dtype)
-    return (x - _per_channel(hi, x.ndim, x.dtype)) - _per_channel(lo, x.ndim, x.dtype)
-
-
-def _normalize(x, mean, scale, shift):
-    """``(x - mean) * scale + shift`` per channel, in ``x``'s dtype (``mean``/``scale``/``shift`` float64)."""
-    if use_numba(x):
-        from ..kernels import norm_cpu
-
-        out = np.empty(x.shape, dtype=x.dtype)
-        norm_cpu.normalize(_ncs(x), mean, scale, shift, _ncs(out))
-        return out
-    c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
-    return _centered(x, mean) * c(scale) + c(shift)
-
-
-def _backward_sums(g, x, mean, invstd):
-    """Per-channel ``sum(g)`` and ``sum(g * xhat)`` (float64), xhat = (x - mean) * invstd."""
-    if use_numba(x):
-        from ..kernels import norm_cpu
-
-        sum_g, sum_gx = norm_cpu.backward_sums(_ncs(g), _ncs(x), mean)
-        return sum_g, sum_gx * invstd
-    xp = array_module(x)
-    axes = _reduce_axes(x.ndim)
-    xhat = _centered(x, mean) * _per_channel(invstd, x.ndim, x.dtype)
-    return g.sum(axis=axes, dtype=xp.float64), (g * xhat).sum(axis=axes, dtype=xp.float64)
-
-
-def _training_dx(g, x, mean, invstd, gamma, sum_g, sum_gxhat, count):
-    """dx = (gamma / sigma) * (g - mean(g) - xhat * mean(g * xhat)), per channel (derivation in
-    :meth:`BatchNorm.backward`)."""
-    mean_g, mean_gxhat = sum_g / count, sum_gxhat / count
-    if use_numba(x):
-        from ..kernels import norm_cpu
-
-        # The same formula with xhat = (x - mean) * invstd folded into one coefficient of (x - mean).
-        scale = gamma * invstd
-        out = np.empty(x.shape, dtype=x.dtype)
-        norm_cpu.backward_dx(_ncs(g), _ncs(x), mean, scale, mean_g, scale * invstd * mean_gxhat, _ncs(out))
-        return out
-    c = lambda v: _per_channel(v, x.ndim, x.dtype)  # noqa: E731
-    xhat = _centered(x, mean) * c(invstd)
-    return c(gamma * invstd) * (g - c(mean_g) - xhat * c(mean_gxhat))
 
 
 class BatchNorm(Function):
@@ -161,9 +63,10 @@ class BatchNorm(Function):
         weight = params[0] if has_weight else None
         bias = params[1 if has_weight else 0] if has_bias else None
 
+        k = kernels.for_arrays("norm", x)
         use_batch_stats = training or running_mean is None
         if use_batch_stats:
-            mean, var = batch_stats(x)
+            mean, var = k.channel_stats(x)
             if training and running_mean is not None:
                 # Side effect, not differentiated: blend the batch's statistics into the running ones, in
                 # float64, and store them into the running arrays themselves (their tensors see it).
@@ -179,7 +82,7 @@ class BatchNorm(Function):
         ctx.save_for_backward(x, mean, invstd, gamma)
         ctx.use_batch_stats, ctx.count = use_batch_stats, count
         ctx.has_weight, ctx.has_bias = has_weight, has_bias
-        return _normalize(x, mean, gamma * invstd, beta)
+        return k.normalize(x, mean, gamma * invstd, beta)
 
     @staticmethod
     def backward(ctx, grad):
@@ -200,14 +103,16 @@ class BatchNorm(Function):
         #   gradients need), then one elementwise pass.
         # * Evaluation mode (running statistics): mu and sigma are constants, so dL/dx_j = gamma g_j / sigma.
         x, mean, invstd, gamma = ctx.saved_arrays
+        k = kernels.for_arrays("norm", grad, x)
         need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
         dx = None
         sums = None
         if ctx.use_batch_stats or any(need_params):
-            sums = _backward_sums(grad, x, mean, invstd)
+            sums = k.backward_sums(grad, x, mean, invstd)             # sum(g), sum(g * xhat)
         if need_x:
             if ctx.use_batch_stats:
-                dx = _training_dx(grad, x, mean, invstd, gamma, *sums, ctx.count)
+                sum_g, sum_gxhat = sums
+                dx = k.training_dx(grad, x, mean, invstd, gamma, sum_g / ctx.count, sum_gxhat / ctx.count)
             else:
                 dx = grad * _per_channel(gamma * invstd, x.ndim, x.dtype)
         param_grads = []
@@ -221,8 +126,6 @@ class BatchNorm(Function):
 # ------------------------------------------------------------------------------------- argument checks
 def _check_channel_vector(op, name, t, channels, x):
     """A per-channel tensor argument: shape (C,), floating, on the input's device."""
-    from ..tensor import Tensor
-
     if not isinstance(t, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(t).__name__}")
     if t.shape != (channels,):
@@ -238,8 +141,6 @@ def _check_channel_vector(op, name, t, channels, x):
 
 def check_batch_norm_args(x, running_mean, running_var, weight, bias, training, momentum, eps):
     """Every check ``F.batch_norm`` makes before running the op, with errors in the caller's terms."""
-    from ..tensor import Tensor
-
     op = "batch_norm"
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
@@ -268,54 +169,3 @@ def check_batch_norm_args(x, running_mean, running_var, weight, bias, training, 
             f"{op}: Expected more than 1 value per channel when training, got input of shape {x.shape} "
             f"({count} value(s) per channel)"
         )
-
-
-# ------------------------------------------------------------------------------------------------ dropout
-def dropout_mask(shape, p, dtype, device):
-    """A dropout mask: 0 with probability ``p``, else ``1 / (1 - p)``, drawn from minigrad's generator.
-
-    A value is kept when its uniform draw ``u`` in [0, 1) satisfies ``u >= p``. On the CPU the draws are
-    float32 (``Generator.random(dtype=float32)``: half the work of float64, and a resolution of 2**-24
-    is far finer than any useful ``p``); the same seed gives the same mask.
-    """
-    gen = random.generator(device)
-    if device == "cpu":
-        u = gen.random(shape, dtype=np.float32)
-    else:
-        u = gen.random_sample(shape, dtype=np.float32)
-    if p >= 1.0:
-        return array_module(u).zeros(shape, dtype=dtype)
-    mask = (u >= np.float32(p)).astype(dtype)
-    mask *= np.dtype(dtype).type(1.0 / (1.0 - p))
-    return mask
-
-
-def check_dropout_p(op, p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p!r}")
-    return float(p)
-
-
-class Dropout(Function):
-    """``x * mask`` with a given mask (0 or 1/(1-p) per value); backward multiplies by the same mask.
-
-    The mask is an option, not an input: it is not differentiated, and a gradient check passes a fixed one.
-    """
-
-    name = "dropout"
-
-    @staticmethod
-    def forward(ctx, x, mask=None):
-        if mask is None or tuple(mask.shape) != tuple(x.shape):
-            got = None if mask is None else tuple(mask.shape)
-            raise ValueError(f"dropout: the mask must have the input's shape {tuple(x.shape)}, got {got}")
-        if array_module(mask) is not array_module(x):
-            raise ValueError("dropout: the mask and the input must be on the same device")
-        mask = mask.astype(x.dtype, copy=False)
-        ctx.save_for_backward(mask)
-        return x * mask
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mask,) = ctx.saved_arrays
-        return grad * mask

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from .. import backend
 from .. import random as mg_random
 from .. import functional as F
-from ..ops.norm import BatchNorm, Dropout
+from ..ops.dropout import Dropout
+from ..ops.norm import BatchNorm
 from ..tensor import Tensor
 from .registry import Case, OpSpec, register
 

@@ -1,4 +1,4 @@
-"""The CPU convolution kernels: the functions of ``im2col.py``, compiled with numba.
+"""The CPU convolution kernels: the functions of ``im2col.py``, compiled with numba (``conv_cpu``).
 
 Same names, arguments and results as the reference in ``im2col.py`` (read that first: it defines the
 column matrix and the channel-rows layout). What changes is how the arrays are filled:
@@ -31,7 +31,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .checks import check_arrays
 from .im2col import output_size
+
+__all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _U = np.uint64  # offsets into flat arrays (see the module docstring)
 
@@ -165,19 +170,34 @@ def _channel_sum(x, out):
         out[ch] = total
 
 
-def _bias_or_zeros(bias, channels, dtype):
+def supports(*arrays) -> bool:
+    """Whether these kernels handle the arrays: NumPy arrays of float32 or float64."""
+    return all(isinstance(a, np.ndarray) and a.dtype in DTYPES for a in arrays)
+
+
+def _bias_or_zeros(bias, channels, dtype, kernel):
     """The kernels always add a bias (C,); without one it is zeros, which costs nothing next to the copy."""
-    return np.zeros(channels, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    if bias is None:
+        return np.zeros(channels, dtype=dtype)
+    check_arrays(kernel, {"bias": (bias, (channels,))})
+    return np.ascontiguousarray(bias, dtype=dtype)
+
+
+def _images(kernel, x):
+    if x.ndim != 4:
+        raise ValueError(f"{kernel}: argument x must be a 4-D (N, C, H, W) array, got shape {tuple(x.shape)}")
 
 
 def im2col(x, kernel_size, stride, padding):
     """numba version of :func:`minigrad.kernels.im2col.im2col`: (N, C, H, W) -> (C*kH*kW, N*OH*OW)."""
+    _images("im2col", x)
     x = np.ascontiguousarray(x)  # no copy for the contiguous arrays the ops pass
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols)
+    if cols.size:  # an empty batch (N = 0) has nothing to copy, and the kernel's tasks need N >= 1
+        _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols)
     return cols
 
 
@@ -196,12 +216,15 @@ def col2im(cols, image_shape, kernel_size, stride, padding, bias=None, out=None)
     elif out.shape != (n, c, h, w) or out.dtype != cols.dtype or not out.flags.c_contiguous:
         raise ValueError(f"col2im: out must be a C-contiguous {cols.dtype} array of shape {(n, c, h, w)}, "
                          f"got {out.dtype} {out.shape}")
-    _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, _bias_or_zeros(bias, c, cols.dtype), out)
+    bias = _bias_or_zeros(bias, c, cols.dtype, "col2im")
+    if out.size:  # an empty batch (N = 0): nothing to fold
+        _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, bias, out)
     return out
 
 
 def to_channel_rows(x):
     """numba version of :func:`minigrad.kernels.im2col.to_channel_rows`: (N, C, H, W) -> (C, N*H*W)."""
+    _images("to_channel_rows", x)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     out = np.empty((c, n * h * w), dtype=x.dtype)
@@ -212,14 +235,17 @@ def to_channel_rows(x):
 def from_channel_rows(rows, n, h, w, bias=None):
     """numba version of :func:`minigrad.kernels.im2col.from_channel_rows`: (C, N*H*W) -> (N, C, H, W)."""
     rows = np.ascontiguousarray(rows)
-    c = rows.shape[0]
+    c = rows.shape[0] if rows.ndim else 0
+    check_arrays("from_channel_rows", {"rows": (rows, (c, n * h * w))})
     out = np.empty((n, c, h, w), dtype=rows.dtype)
-    _from_channel_rows(rows.reshape(c, n, h * w), _bias_or_zeros(bias, c, rows.dtype), out.reshape(n, c, h * w))
+    _from_channel_rows(rows.reshape(c, n, h * w), _bias_or_zeros(bias, c, rows.dtype, "from_channel_rows"),
+                       out.reshape(n, c, h * w))
     return out
 
 
 def channel_sum(x):
     """numba version of :func:`minigrad.kernels.im2col.channel_sum`: (N, C, H, W) -> (C,)."""
+    _images("channel_sum", x)
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     out = np.empty(c, dtype=x.dtype)

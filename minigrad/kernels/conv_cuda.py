@@ -1,4 +1,4 @@
-"""The GPU convolution kernels: ``im2col`` and ``col2im`` as CuPy ``ElementwiseKernel`` s.
+"""The GPU convolution kernels (``conv_cuda``): ``im2col`` and ``col2im`` as CuPy ``ElementwiseKernel`` s.
 
 Same names, arguments and results as the reference in ``im2col.py`` (read that first). The matrix
 products around them are ``cupy.matmul`` calls in ``ops/conv.py``, i.e. cuBLAS; no cuDNN.
@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import functools
 
+from .. import backend
 from ..backend import cupy_module
 from .im2col import channel_sum, from_channel_rows, output_size, to_channel_rows
 
-__all__ = ["im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
+__all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
 
 #: Bytes of column matrix per block of samples in the ops: None, the whole batch at once (a GPU wants
 #: large launches, and CuPy's memory pool reuses the buffers).
@@ -79,6 +80,11 @@ for (int ky = yp % sh; ky < kh && ky <= yp; ky += sh) {
 }
 img = total;
 """
+
+
+def supports(*arrays) -> bool:
+    """Whether these kernels handle the arrays: CuPy arrays (of any float dtype CuPy compiles for)."""
+    return all(backend.device_of(a) == "cuda" for a in arrays)
 
 
 @functools.lru_cache(maxsize=None)

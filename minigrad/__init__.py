@@ -4,8 +4,8 @@
     import minigrad.functional as F
     from minigrad import nn, optim
 
-Read the source in this order: ``backend.py``, ``autograd.py``, ``tensor.py``, ``ops/``, ``kernels/``,
-``functional.py``, ``nn/``, ``optim.py``.
+Read the source in this order: ``backend.py``, ``autograd.py``, ``dtypes.py``, ``tensor.py``, ``ops/``,
+``kernels/``, ``functional.py``, ``nn/``, ``optim.py``.
 
 On import, if NumPy is not loaded yet and the variable is unset, minigrad sets ``OPENBLAS_THREAD_TIMEOUT=4``:
 OpenBLAS's idle threads otherwise spin for about 0.1 s after every matrix product, and on a small machine
@@ -21,8 +21,8 @@ if "numpy" not in _sys.modules:
 from . import threads  # noqa: F401  (first: numba's idle threads sleep, not spin; see threads.py)
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_available
-from .creation import (arange, bool_, cat, float32, float64, full, int32, int64, ones, ones_like, rand, randn,
-                       stack, tensor, zeros, zeros_like)
+from .creation import (arange, cat, full, ones, ones_like, rand, randn, stack, tensor, zeros, zeros_like)
+from .dtypes import bool_, float32, float64, int32, int64
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 from .averaging import AveragedModel  # noqa: E402  (after Tensor: it builds on nn)

@@ -55,6 +55,12 @@ def module_for(device: str):
     return np if check_device(device) == "cpu" else cupy_module()
 
 
+def is_array(x) -> bool:
+    """True for a NumPy or a CuPy array (not for NumPy scalars, lists or Tensors). A CuPy array is recognised
+    by its class's module, so this works before minigrad has imported CuPy itself."""
+    return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
+
+
 def device_of(array) -> str:
     """``"cpu"`` for a NumPy array, ``"cuda"`` for a CuPy array."""
     if isinstance(array, np.ndarray) or np.isscalar(array):

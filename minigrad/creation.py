@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, random
+from . import backend, dtypes, random
 from .ops.shape import Cat, Stack
 from .tensor import Tensor, _shape_args
-
-float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
 
 
 def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
@@ -25,23 +23,23 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     return t
 
 
-def _filled(fill, shape, dtype, device, requires_grad):
+def _filled(op, fill, shape, dtype, device, requires_grad):
     shape = _shape_args(shape)
     xp = backend.module_for(device)
-    arr = xp.full(shape, fill, dtype=np.dtype(dtype or np.float32))
+    arr = xp.full(shape, fill, dtype=dtypes.check(op, dtype or np.float32))
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    return _filled(0, shape, dtype, device, requires_grad)
+    return _filled("zeros", 0, shape, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    return _filled(1, shape, dtype, device, requires_grad)
+    return _filled("ones", 1, shape, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device="cpu", requires_grad=False) -> Tensor:
-    return _filled(fill_value, (tuple(shape),), dtype, device, requires_grad)
+    return _filled("full", fill_value, (tuple(shape),), dtype, device, requires_grad)
 
 
 def zeros_like(t: Tensor, requires_grad=False) -> Tensor:
@@ -54,13 +52,13 @@ def ones_like(t: Tensor, requires_grad=False) -> Tensor:
 
 def randn(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     """Standard normal samples from minigrad's seeded generator (see ``manual_seed``)."""
-    arr = random.standard_normal(_shape_args(shape), np.dtype(dtype or np.float32), device)
+    arr = random.standard_normal(_shape_args(shape), dtypes.check("randn", dtype or np.float32), device)
     return Tensor(arr, requires_grad=requires_grad)
 
 
 def rand(*shape, dtype=None, device="cpu", requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1) from minigrad's seeded generator."""
-    arr = random.uniform(_shape_args(shape), 0.0, 1.0, np.dtype(dtype or np.float32), device)
+    arr = random.uniform(_shape_args(shape), 0.0, 1.0, dtypes.check("rand", dtype or np.float32), device)
     return Tensor(arr, requires_grad=requires_grad)
 
 
@@ -71,7 +69,7 @@ def arange(start, end=None, step=1, dtype=None, device="cpu") -> Tensor:
         start, end = 0, start
     if dtype is None:
         dtype = np.float32 if any(isinstance(v, (float, np.floating)) for v in (start, end, step)) else np.int64
-    return Tensor(backend.module_for(device).arange(start, end, step, dtype=dtype))
+    return Tensor(backend.module_for(device).arange(start, end, step, dtype=dtypes.check("arange", dtype)))
 
 
 def _tensors(op, tensors):

@@ -1,18 +1,12 @@
 """``Tensor``: an array, where it lives, and - when it takes part in a graph - the op that made it.
 
 A Tensor is a thin wrapper: ``.data`` is the raw NumPy or CuPy array and every operator dispatches to a
-:class:`~minigrad.autograd.Function` in ``minigrad/ops``. The names and semantics are PyTorch's.
+:class:`~minigrad.autograd.Function` in ``minigrad/ops``. The names and semantics are PyTorch's; the dtype
+rules (which dtypes exist, what a Python number or a mix of dtypes becomes) are in ``minigrad/dtypes.py``.
 
-Dtype rules (PyTorch's, written down):
-
-* Python floats and lists of floats become ``float32``; NumPy/CuPy arrays keep their float dtype
-  (``float32`` or ``float64``); ``dtype=`` overrides. Integers stay integers (``int64`` for Python ints)
-  and booleans stay booleans.
-* A Python scalar in an expression takes the tensor's dtype (``x * 2`` stays float32).
-* Two tensors of different dtypes are promoted to the wider one (``float32 + float64 -> float64``,
-  ``int64 * float32 -> float32``) through a recorded cast, so the gradient reaching each input is in
-  that input's own dtype.
-* Only floating tensors may require gradients.
+The op modules this file imports (elementwise, reduce, shape, matmul) import only the engine
+(``autograd``), ``backend`` and ``kernels``, never this module, so there is no import cycle between
+``Tensor`` and its ops. (The engine does reach ``Tensor`` at call time, since this module imports it.)
 """
 from __future__ import annotations
 
@@ -20,38 +14,12 @@ import numbers
 
 import numpy as np
 
-from . import autograd, backend
-
-
-def _is_float(dtype) -> bool:
-    return np.issubdtype(np.dtype(dtype), np.floating)
-
-
-def _as_array(data, dtype=None, device="cpu"):
-    """Turn user data (Tensor, array, scalar, nested list) into an array on ``device`` with minigrad's dtypes."""
-    device = backend.check_device(device)
-    if isinstance(data, Tensor):
-        data = data.data
-    xp = backend.module_for(device)
-    if dtype is not None:
-        return xp.asarray(backend.to_device(data, device) if _is_array(data) else data, dtype=np.dtype(dtype))
-    if _is_array(data):
-        arr = backend.to_device(data, device)
-        if arr.dtype == np.float16 or _is_float(arr.dtype) or arr.dtype.kind in "iub":
-            return arr
-        raise TypeError(f"tensor: unsupported dtype {arr.dtype}")
-    arr = np.asarray(data)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)  # Python floats -> float32, as torch.tensor does
-    elif arr.dtype.kind == "i":
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind not in "fub":
-        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (dtype {arr.dtype})")
-    return xp.asarray(arr)
-
-
-def _is_array(x) -> bool:
-    return isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy")
+from . import autograd, backend, dtypes
+from .ops.elementwise import (Abs, Add, Cast, Clone, Div, Exp, Log, Mul, Neg, Pow, PowScalar, ReLU, Sigmoid,
+                              Sqrt, Sub, Tanh, ToDevice)
+from .ops.matmul import MatMul
+from .ops.reduce import LogSoftmax, LogSumExp, Max, Mean, Softmax, Sum
+from .ops.shape import GetItem, Permute, Reshape
 
 
 class Tensor:
@@ -75,8 +43,8 @@ class Tensor:
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if device is None:
             raw = data.data if isinstance(data, Tensor) else data
-            device = backend.device_of(raw) if _is_array(raw) else "cpu"
-        self.data = _as_array(data, dtype, device)
+            device = backend.device_of(raw) if backend.is_array(raw) else "cpu"
+        self.data = dtypes.as_array(data.data if isinstance(data, Tensor) else data, dtype, device)
         self.grad = None
         self._node = None
         self._retains_grad = False
@@ -101,7 +69,7 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if value and not _is_float(self.data.dtype):
+        if value and not dtypes.is_float(self.data.dtype):
             raise TypeError(
                 "requires_grad: only floating-point tensors can require gradients, this one has dtype "
                 f"{self.data.dtype} and shape {tuple(self.data.shape)}"
@@ -182,8 +150,6 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def clone(self) -> "Tensor":
-        from .ops.elementwise import Clone
-
         return Clone.apply(self)
 
     def to(self, device=None, dtype=None) -> "Tensor":
@@ -192,13 +158,9 @@ class Tensor:
         if device is not None and not isinstance(device, str):
             device, dtype = None, device
         out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            from .ops.elementwise import Cast
-
+        if dtype is not None and dtypes.check("to", dtype) != self.dtype:
             out = Cast.apply(out, dtype=np.dtype(dtype))
         if device is not None and backend.check_device(device) != out.device:
-            from .ops.elementwise import ToDevice
-
             out = ToDevice.apply(out, device=backend.check_device(device))
         return out
 
@@ -233,7 +195,8 @@ class Tensor:
                 )
             g = backend.array_module(self.data).ones_like(self.data)  # an array, also for a 0-d tensor
         else:
-            g = _as_array(gradient, dtype=self.dtype, device=self.device)
+            g = dtypes.as_array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype,
+                                device=self.device, op="backward")
             if g.shape != self.data.shape:
                 raise ValueError(f"backward: gradient has shape {tuple(g.shape)} but the tensor has shape {self.shape}")
         autograd.backward(self, g, retain_graph=retain_graph)
@@ -253,14 +216,10 @@ class Tensor:
         """A Python scalar or array as a constant tensor of this tensor's dtype and device."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (numbers.Number, np.number, np.bool_)):
-            dtype = self.dtype
-            if not _is_float(dtype) and isinstance(other, (float, np.floating)):
-                dtype = np.float32
-            elif dtype == np.bool_ and not isinstance(other, (bool, np.bool_)):
-                dtype = np.int64  # bool tensor + 1 counts (int64, as PyTorch) instead of or-ing
+        if dtypes.is_scalar(other):
+            dtype = dtypes.scalar_dtype(self.dtype, other)
             return Tensor._wrap(backend.module_for(self.device).asarray(other, dtype=dtype))
-        if _is_array(other) or isinstance(other, (list, tuple)):
+        if backend.is_array(other) or isinstance(other, (list, tuple)):
             return Tensor(other, device=self.device)
         raise TypeError(f"{op}: unsupported operand of type {type(other).__name__}")
 
@@ -271,48 +230,37 @@ class Tensor:
         return fn.apply(a, b)
 
     def __add__(self, other):
-        from .ops.elementwise import Add
         return self._binary(Add, other)
 
     def __radd__(self, other):
-        from .ops.elementwise import Add
         return self._binary(Add, other, reverse=True)
 
     def __sub__(self, other):
-        from .ops.elementwise import Sub
         return self._binary(Sub, other)
 
     def __rsub__(self, other):
-        from .ops.elementwise import Sub
         return self._binary(Sub, other, reverse=True)
 
     def __mul__(self, other):
-        from .ops.elementwise import Mul
         return self._binary(Mul, other)
 
     def __rmul__(self, other):
-        from .ops.elementwise import Mul
         return self._binary(Mul, other, reverse=True)
 
     def __truediv__(self, other):
-        from .ops.elementwise import Div
         return self._binary(Div, other)
 
     def __rtruediv__(self, other):
-        from .ops.elementwise import Div
         return self._binary(Div, other, reverse=True)
 
     def __matmul__(self, other):
-        from .ops.matmul import MatMul
         return self._binary(MatMul, other)
 
     def __rmatmul__(self, other):
-        from .ops.matmul import MatMul
         return self._binary(MatMul, other, reverse=True)
 
     def __pow__(self, exponent):
         """``x ** 2`` (a constant exponent: one input) or ``x ** y`` (a tensor exponent: two inputs)."""
-        from .ops.elementwise import Pow, PowScalar
         if isinstance(exponent, Tensor):
             return self._binary(Pow, exponent)
         if not isinstance(exponent, (numbers.Real, np.number)):
@@ -320,14 +268,12 @@ class Tensor:
         return PowScalar.apply(self, exponent=float(exponent))
 
     def __rpow__(self, base):
-        from .ops.elementwise import Pow
         return self._binary(Pow, base, reverse=True)
 
     def pow(self, exponent):
         return self ** exponent
 
     def __neg__(self):
-        from .ops.elementwise import Neg
         return Neg.apply(self)
 
     def __pos__(self):
@@ -367,65 +313,51 @@ class Tensor:
         return int(self.item())
 
     def __getitem__(self, index):
-        from .ops.shape import GetItem
         return GetItem.apply(self, index=_index_arrays(index))
 
     # ----------------------------------------------------------------------------- elementwise
     def exp(self):
-        from .ops.elementwise import Exp
         return Exp.apply(self)
 
     def log(self):
-        from .ops.elementwise import Log
         return Log.apply(self)
 
     def abs(self):
-        from .ops.elementwise import Abs
         return Abs.apply(self)
 
     def sqrt(self):
-        from .ops.elementwise import Sqrt
         return Sqrt.apply(self)
 
     def tanh(self):
-        from .ops.elementwise import Tanh
         return Tanh.apply(self)
 
     def sigmoid(self):
-        from .ops.elementwise import Sigmoid
         return Sigmoid.apply(self)
 
     def relu(self):
-        from .ops.elementwise import ReLU
         return ReLU.apply(self)
 
     # ----------------------------------------------------------------------------- reductions
     def sum(self, dim=None, keepdim=False):
-        from .ops.reduce import Sum
         return Sum.apply(self, dim=_dims(dim, self.ndim, "sum"), keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False):
         """Mean over ``dim`` (an int, a tuple, or None for all); ``x.mean(dim=(2, 3))`` is global average
         pooling of an NCHW batch."""
-        from .ops.reduce import Mean
         return Mean.apply(self, dim=_dims(dim, self.ndim, "mean"), keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
         """Largest value over ``dim`` (values only, unlike torch's (values, indices) pair for an int dim;
         use :meth:`argmax` for the indices). Ties split the gradient evenly among the maxima."""
-        from .ops.reduce import Max
         return Max.apply(self, dim=_dims(dim, self.ndim, "max"), keepdim=keepdim)
 
     def logsumexp(self, dim, keepdim=False):
-        from .ops.reduce import LogSumExp
         return LogSumExp.apply(self, dim=_dims(dim, self.ndim, "logsumexp"), keepdim=keepdim)
 
     def softmax(self, dim):
-        from .ops.reduce import Softmax
         return Softmax.apply(self, dim=_dim1(dim, self.ndim, "softmax"))
 
     def log_softmax(self, dim):
-        from .ops.reduce import LogSoftmax
         return LogSoftmax.apply(self, dim=_dim1(dim, self.ndim, "log_softmax"))
 
     def argmax(self, dim=None, keepdim=False):
@@ -440,7 +372,6 @@ class Tensor:
 
     # ----------------------------------------------------------------------------- shape
     def reshape(self, *shape):
-        from .ops.shape import Reshape
         shape = _shape_args(shape)
         return Reshape.apply(self, shape=shape)
 
@@ -467,7 +398,6 @@ class Tensor:
         return self.reshape(*self.shape[:d], *self.shape[d + 1:])
 
     def permute(self, *dims):
-        from .ops.shape import Permute
         dims = _shape_args(dims)
         nd = max(self.ndim, 1)
         if len(dims) != self.ndim or any(not -nd <= d < nd for d in dims) \
@@ -492,13 +422,10 @@ class Tensor:
 
 
 def _promote(a: Tensor, b: Tensor):
-    """Bring two tensors to a common dtype (NumPy's promotion), through recorded casts."""
+    """Bring two tensors to a common dtype (:func:`minigrad.dtypes.promote_types`), through recorded casts."""
     if a.dtype == b.dtype:
         return a, b
-    if _is_float(a.dtype) != _is_float(b.dtype):  # integer/bool with float: the float's dtype, as PyTorch
-        target = a.dtype if _is_float(a.dtype) else b.dtype
-    else:
-        target = np.promote_types(a.dtype, b.dtype)
+    target = dtypes.promote_types(a.dtype, b.dtype)
     return a.to(target), b.to(target)
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from .. import backend
 from .. import random as mg_random
 from ..autograd import no_grad
-from ..tensor import Tensor, _is_array
+from ..tensor import Tensor
 
 __all__ = ["gradcheck", "GradcheckError", "GradcheckReport", "InputCheck", "numerical_vjp"]
 
@@ -132,7 +132,7 @@ class _Problem:
             if isinstance(x, Tensor):
                 self.device = x.device
                 arr = x.numpy()
-            elif _is_array(x):
+            elif backend.is_array(x):
                 self.device = backend.device_of(x)
                 arr = backend.to_numpy(x)
             else:

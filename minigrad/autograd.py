@@ -26,7 +26,9 @@ How it fits together
   gradient. Three rules are enforced here, in one place, instead of in every op:
 
   1. *Unbroadcasting*: an op may return a gradient in its output's broadcast shape; the engine sums it
-     down to the input's shape (:func:`unbroadcast`).
+     down to the input's shape (:func:`unbroadcast`). This is the only place that does it: elementwise
+     ops return the upstream gradient in the broadcast shape, and ``MatMul`` returns gradients with the
+     broadcast batch dims of its output (tests/test_engine.py checks that no op module unbroadcasts).
   2. *Checking*: after unbroadcasting, every gradient must have exactly its input's shape and dtype,
      otherwise the op has a bug and the engine says which op.
   3. *Accumulating out of place*: when a tensor feeds several ops, its gradients are added with

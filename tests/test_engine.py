@@ -370,3 +370,31 @@ def test_requires_grad_cannot_be_turned_off_on_a_non_leaf():
     with pytest.raises(RuntimeError, match="non-leaf"):
         y.requires_grad = False
     assert not y.detach().requires_grad and y.detach().is_leaf
+
+
+def test_unbroadcasting_happens_only_in_the_engine():
+    """Rule 1 of the engine: ops return gradients in the broadcast shape and only autograd.unbroadcast sums
+    them down (matmul's batch dims included), so no op module calls it."""
+    import ast
+    import pathlib
+
+    import minigrad.ops
+
+    for path in sorted(pathlib.Path(minigrad.ops.__file__).parent.glob("*.py")):
+        names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, (ast.Name, ast.Attribute))}
+        assert "unbroadcast" not in names, f"ops/{path.name} unbroadcasts a gradient itself"
+
+
+def test_matmul_batch_gradients_are_summed_by_the_engine():
+    rng = np.random.default_rng(0)
+    a = mg.tensor(rng.standard_normal((2, 1, 3, 4)), requires_grad=True)
+    b = mg.tensor(rng.standard_normal((5, 4, 2)), requires_grad=True)
+    v = mg.tensor(rng.standard_normal(4), requires_grad=True)
+    g = rng.standard_normal((2, 5, 3, 2))
+    (a @ b).backward(g)
+    np.testing.assert_allclose(a.grad.numpy(), (g @ np.swapaxes(b.numpy(), -1, -2)).sum(1, keepdims=True))
+    np.testing.assert_allclose(b.grad.numpy(), (np.swapaxes(a.numpy(), -1, -2) @ g).sum(0))
+    gv = rng.standard_normal((2, 1, 3))
+    (a @ v).backward(gv)
+    np.testing.assert_allclose(v.grad.numpy(), np.einsum("abij,abi->j", a.numpy(), gv))

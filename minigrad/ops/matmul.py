@@ -1,9 +1,10 @@
-"""Matrix products: ``a @ b`` (NumPy's matmul semantics, batched and broadcast) and ``F.linear``."""
+"""Matrix products: ``a @ b`` (NumPy's matmul semantics, batched and broadcast) and ``F.linear`` (registry
+entries: ``minigrad/testing/entries_matmul.py``)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, unbroadcast
+from ..autograd import Function
 from ..backend import array_module
 
 
@@ -25,7 +26,13 @@ def _check_matmul(a, b):
 class MatMul(Function):
     """``a @ b``. With A = a and B = b as (batches of) matrices and G the upstream gradient:
     dA = G B^T and dB = A^T G. A 1-D operand is treated as a row (a) or column (b) vector, as NumPy
-    does, and its gradient is turned back into a vector."""
+    does, and its gradient is turned back into a vector.
+
+    Batch dimensions broadcast as in NumPy, and the gradients come back in the *broadcast* batch shape
+    (the output's): G B^T has the batch dims of G, not of A. Summing them down to each input's shape is
+    the engine's job (``autograd.unbroadcast``, rule 1 of the engine), as for every other op; this op
+    only removes the vector axes it added for a 1-D operand.
+    """
 
     @staticmethod
     def forward(ctx, a, b):
@@ -49,9 +56,13 @@ class MatMul(Function):
             g = xp.expand_dims(g, -2)
         da = db = None
         if ctx.needs_input_grad[0]:
-            da = unbroadcast(g @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            da = g @ xp.swapaxes(b2, -1, -2)            # (*batch, M, K); (*batch, 1, K) for a 1-D a
+            if a.ndim == 1:
+                da = da[..., 0, :]                      # (*batch, K): the engine sums the batch away
         if ctx.needs_input_grad[1]:
-            db = unbroadcast(xp.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape)
+            db = xp.swapaxes(a2, -1, -2) @ g            # (*batch, K, N); (*batch, K, 1) for a 1-D b
+            if b.ndim == 1:
+                db = db[..., 0]                         # (*batch, K)
         return da, db
 
 

@@ -164,16 +164,18 @@ def build_models(config: dict, num_channels: int, num_classes: int, input_shape:
     """
     import minigrad as mg
 
-    from .models_improved import MnistDiscriminator, MnistGenerator
+    from .models_improved import MnistDiscriminator, MnistGenerator, SvhnDiscriminator, SvhnGenerator
 
     preset = config["preset"]
     models = {}
     if preset == "improved":
-        if config["dataset"] != "mnist":
-            raise ValueError("--preset improved: only --dataset mnist is built so far")
-        models["D"] = MnistDiscriminator(input_shape[0], num_classes)
+        if config["dataset"] == "mnist":
+            models["D"] = MnistDiscriminator(input_shape[0], num_classes)
+        else:
+            models["D"] = SvhnDiscriminator(num_channels, num_classes)
         if not config["supervised_only"]:
-            models["G"] = MnistGenerator(config["z_dim"], out_features=input_shape[0])
+            models["G"] = (MnistGenerator(config["z_dim"], out_features=input_shape[0]) if config["dataset"] == "mnist"
+                           else SvhnGenerator(config["z_dim"], num_channels))
         models["D_ema"] = mg.AveragedModel(models["D"], decay=1.0 - EMA_RATE, start="zeros")
         return models
     notebook = preset == "notebook"

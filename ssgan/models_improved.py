@@ -25,6 +25,29 @@ MNIST (``train_mnist_feature_matching.py`` and the "older code used for MNIST" o
 * The generator's batch norm always normalises with the batch's statistics while training, as Theano's
   graph did; in evaluation mode (only used here to draw the sample grids) it uses running statistics kept
   with PyTorch's rule.
+
+SVHN (``train_svhn_feature_matching.py`` and ``nn.py``'s ``WeightNormLayer``)::
+
+    SvhnDiscriminator                                   SvhnGenerator
+    x (N, 3, 32, 32) in [-1, 1] -> dropout 0.2          z (N, 100) ~ U(0, 1)
+    conv 3x3 64, 64, 64 stride 2 (pad 1), LReLU(0.2)    fc 4*4*512 (no bias) -> batch norm (shift), ReLU
+    dropout 0.5                                         deconv 5x5 s2 -> 256 x 8 x 8, batch norm (shift), ReLU
+    conv 3x3 128, 128, 128 stride 2, LReLU              deconv 5x5 s2 -> 128 x 16 x 16, batch norm (shift), ReLU
+    dropout 0.5                                         deconv 5x5 s2 -> 3 x 32 x 32, weight norm, tanh
+    conv 3x3 128 'valid' (6x6), LReLU
+    two 1x1 convs (NIN) 128, LReLU
+    global average pooling = features (N, 128)
+    dense 10 = class logits
+
+* Every layer of the discriminator is weight-normalised with a bias (``nn.weight_norm``: weights
+  ``N(0, 0.05^2)``, scale 1, not trained, bias 0), the last dense layer with a trained scale; the
+  data-dependent initialisation gives every layer unit-variance pre-activations on its batch, the last
+  one 0.1 (``init_stdv=0.1``). Feature matching is L1 on the pooled features
+  (``mean |mean f(x_unl) - mean f(G(z))|``).
+* The generator's weights start ``N(0, 0.05^2)``; its output layer is weight-normalised per output
+  channel (dim 1 of the transposed convolution's weight) with a trained scale and an initialisation of
+  standard deviation 0.1 (on one batch of noise). Its batch norm has epsilon 1e-6 and no scale.
+* The transposed convolutions use padding 2 and output_padding 1 (exact doubling: Theano's 'half' mode).
 """
 from __future__ import annotations
 
@@ -121,3 +144,99 @@ class MnistGenerator(nn.Module):
 
     def extra_repr(self):
         return f"z_dim={self.z_dim}, width={self.width}, out_features={self.out_features}"
+
+
+# -------------------------------------------------------------------------------------------------- SVHN
+SVHN_WEIGHT_STD = 0.05
+
+
+def _weight_normed(layer, train_scale: bool, dim: int = 0):
+    nn.init.normal_(layer.weight, 0.0, SVHN_WEIGHT_STD)
+    nn.init.zeros_(layer.bias)
+    nn.utils.weight_norm(layer, dim=dim)
+    nn.init.ones_(layer.weight_g)
+    layer.weight_g.requires_grad = train_scale
+    return layer
+
+
+class SvhnDiscriminator(nn.Module):
+    """(N, 3, 32, 32) images in [-1, 1] -> ``(class_logits (N, 10), features (N, 128))``."""
+
+    CONVS = ((3, 64, 1, 1), (64, 64, 1, 1), (64, 64, 2, 1), (64, 128, 1, 1), (128, 128, 1, 1),
+             (128, 128, 2, 1), (128, 128, 1, 0))      # (in, out, stride, padding), all 3x3
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, input_drop: float = 0.2,
+                 drop: float = 0.5):
+        super().__init__()
+        self.in_channels, self.num_classes, self.input_drop, self.drop = in_channels, num_classes, input_drop, drop
+        for i, (a, b, stride, pad) in enumerate(self.CONVS, start=1):
+            a = in_channels if i == 1 else a
+            setattr(self, f"conv{i}", _weight_normed(nn.Conv2d(a, b, 3, stride=stride, padding=pad), False))
+        self.nin1 = _weight_normed(nn.Conv2d(128, 128, 1), False)
+        self.nin2 = _weight_normed(nn.Conv2d(128, 128, 1), False)
+        self.out = _weight_normed(nn.Linear(128, num_classes), True)
+
+    @property
+    def num_features(self) -> int:
+        return 128
+
+    def _trunk(self, x, layer):
+        """The network up to the pooled features; ``layer(module, h)`` applies one weight-normed layer
+        (a plain call, or the data-dependent initialisation)."""
+        drop = lambda h, p: F.dropout(h, p, training=self.training)  # noqa: E731
+        h = drop(x, self.input_drop)
+        for i in range(1, len(self.CONVS) + 1):
+            h = F.leaky_relu(layer(getattr(self, f"conv{i}"), h), 0.2)
+            if i in (3, 6):
+                h = drop(h, self.drop)
+        h = F.leaky_relu(layer(self.nin1, h), 0.2)
+        h = F.leaky_relu(layer(self.nin2, h), 0.2)
+        return h.mean(dim=(2, 3))
+
+    def forward(self, x, real: bool = True):
+        if x.ndim != 4 or x.shape[1:] != (self.in_channels, 32, 32):
+            raise ValueError(f"SvhnDiscriminator: x must have shape (N, {self.in_channels}, 32, 32), got {x.shape}")
+        features = self._trunk(x, lambda m, h: m(h))
+        return self.out(features), features
+
+    def init_from_batch(self, x) -> None:
+        """Data-dependent initialisation in one pass over ``x`` (dropout on, as the recipe's init pass)."""
+        was_training = self.training
+        self.train()
+        try:
+            features = self._trunk(x, lambda m, h: nn.utils.weight_norm_data_init_(m, h))
+            nn.utils.weight_norm_data_init_(self.out, features, init_scale=0.1)
+        finally:
+            self.train(was_training)
+
+
+class SvhnGenerator(nn.Module):
+    """Noise (N, z_dim) ~ U(0, 1) -> images (N, 3, 32, 32) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 100, out_channels: int = 3):
+        super().__init__()
+        self.z_dim = z_dim
+        self.fc = nn.Linear(z_dim, 4 * 4 * 512, bias=False)
+        self.bn0 = nn.BatchNorm1d(4 * 4 * 512, eps=1e-6, scale=False)
+        self.deconv1 = nn.ConvTranspose2d(512, 256, 5, stride=2, padding=2, output_padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(256, eps=1e-6, scale=False)
+        self.deconv2 = nn.ConvTranspose2d(256, 128, 5, stride=2, padding=2, output_padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(128, eps=1e-6, scale=False)
+        self.deconv3 = nn.ConvTranspose2d(128, out_channels, 5, stride=2, padding=2, output_padding=1)
+        for layer in (self.fc, self.deconv1, self.deconv2):
+            nn.init.normal_(layer.weight, 0.0, SVHN_WEIGHT_STD)
+        _weight_normed(self.deconv3, True, dim=1)
+
+    def _body(self, z):
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"SvhnGenerator: z must have shape (N, {self.z_dim}), got {z.shape}")
+        h = F.relu(self.bn0(self.fc(z))).reshape(z.shape[0], 512, 4, 4)
+        h = F.relu(self.bn1(self.deconv1(h)))
+        return F.relu(self.bn2(self.deconv2(h)))
+
+    def forward(self, z):
+        return F.tanh(self.deconv3(self._body(z)))
+
+    def init_from_noise(self, z) -> None:
+        """The recipe's data-dependent initialisation of the output layer (std 0.1), on one noise batch."""
+        nn.utils.weight_norm_data_init_(self.deconv3, self._body(z), init_scale=0.1)

@@ -147,7 +147,8 @@ def supervised_step(D, opt_d, x_lab, y_lab: np.ndarray, *, where: str) -> StepRe
 
 
 def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_unl2, *, z_dim: int,
-                  where: str, unlabeled_weight: float = 1.0) -> StepResult:
+                  where: str, unlabeled_weight: float = 1.0,
+                  feature_matching=losses.squared_feature_matching_loss) -> StepResult:
     """``--preset improved``: one discriminator step, then one generator step, as Improved-GAN's
     ``train_batch_disc`` and ``train_batch_gen`` (``train_mnist_feature_matching.py``).
 
@@ -160,7 +161,8 @@ def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_un
     Generator: a fresh ``fake2 = G(z2)`` and the step's *second* unlabeled batch ``x_unl2``; the updated
     D's features (noise on) of both; ``L_G = mean_j (mean f_j(x_unl2) - mean f_j(fake2))^2``; one Adam
     step on G. The real features are a target, computed without a graph; the fake pass runs with D's
-    parameters frozen, so no weight gradient of D is computed.
+    parameters frozen, so no weight gradient of D is computed. ``feature_matching``: the squared form of
+    the MNIST script (the default) or ``losses.feature_matching_loss``, the L1 form of the SVHN script.
     """
     n_lab, n_unl = x_lab.shape[0], x_unl.shape[0]
 
@@ -181,7 +183,7 @@ def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_un
         _, features_real = D(x_unl2)
     with frozen(D):
         _, features_fake = D(fake2)
-        g_loss = losses.squared_feature_matching_loss(features_real, features_fake)
+        g_loss = feature_matching(features_real, features_fake)
         g_value = finite("generator loss", g_loss.item(), where)
         opt_g.zero_grad()
         g_loss.backward()

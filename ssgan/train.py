@@ -36,7 +36,7 @@ import minigrad as mg
 from minigrad import optim
 
 from . import checkpoint as ckpt
-from . import data, download, files, metrics, plots, settings, steps
+from . import data, download, files, losses, metrics, plots, settings, steps
 from .evaluate import predict
 from .models import build_models
 
@@ -89,8 +89,10 @@ class Run:
             if c["supervised_only"]:
                 return steps.improved_supervised_step(m["D"], o["D"], m["D_ema"], batch(labeled_idx), y_lab,
                                                       where=where)
+            fm = losses.squared_feature_matching_loss if c["dataset"] == "mnist" else losses.feature_matching_loss
             return steps.improved_step(m["D"], m["G"], o["D"], o["G"], m["D_ema"], batch(labeled_idx), y_lab,
-                                       batch(unlabeled_idx), batch(unlabeled2_idx), z_dim=c["z_dim"], where=where)
+                                       batch(unlabeled_idx), batch(unlabeled2_idx), z_dim=c["z_dim"], where=where,
+                                       feature_matching=fm)
         if c["supervised_only"]:
             return steps.supervised_step(m["D"], o["D"], batch(labeled_idx), y_lab, where=where)
         return steps.ssgan_step(m["D"], m["G"], o["D"], o["G"], batch(labeled_idx), y_lab, batch(unlabeled_idx),
@@ -139,9 +141,14 @@ def setup(config: dict, out: Path, saved: tuple | None = None) -> Run:
         raise TrainingError(str(exc)) from None
     for m in models.values():
         m.to(c["device"])
-    if improved and saved is None:   # data-dependent initialisation on random training images (noise on)
-        pick = np.random.default_rng(streams[3]).choice(len(train_set), INIT_IMAGES, replace=False)
+    if improved and saved is None:
+        # data-dependent initialisation (noise and dropout on), as the recipe's init_param: MNIST on 500
+        # random training images, SVHN on 500 random labeled ones; SVHN's generator on one batch of noise
+        pool = np.arange(len(train_set)) if c["dataset"] == "mnist" else labeled
+        pick = np.random.default_rng(streams[3]).choice(pool, min(INIT_IMAGES, len(pool)), replace=False)
         models["D"].init_from_batch(mg.tensor(train_set.images[pick], device=c["device"]))
+        if hasattr(models.get("G"), "init_from_noise"):
+            models["G"].init_from_noise(mg.rand(c["batch_size"], c["z_dim"], device=c["device"]))
     optimizers = {}
     for name in ("D", "G"):
         if name in models:

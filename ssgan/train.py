@@ -13,13 +13,11 @@ ssgan/checkpoint.py  everything saved and restored (weights, optimizers, counter
 ssgan/metrics.py     metrics.jsonl and steps.jsonl; ssgan/plots.py the pictures; files.py atomic writes
 ===================  ===========================================================================
 
-An epoch is one pass over the shuffled training set (``len(train) // batch_size`` steps). Each step takes
-a labeled batch from a cycler over the reshuffled labeled subset and the epoch's next unlabeled batch
-(``--preset improved`` also a second unlabeled batch, from a second permutation, for its generator
-step). The learning rate is ``lr * lr_decay ** epoch``. After each epoch: accuracy on the labeled
-examples and on the test set (evaluation mode, in batches, without a graph; ``--preset improved`` also
-with the averaged weights), a line in ``metrics.jsonl``, a sample grid, the learning curves and a
-checkpoint. Ctrl-C or SIGTERM finishes the step, writes a checkpoint and exits (130 / 143).
+An epoch is one pass over the shuffled training set. Each step takes a labeled batch (a cycler over the
+reshuffled labeled subset) and the epoch's next unlabeled batch (``--preset improved``: and one from a
+second permutation, for its generator step). After each epoch: accuracy on the labeled examples and the
+test set (improved: also with the averaged weights), a line in ``metrics.jsonl``, a sample grid, the
+curves and a checkpoint. Ctrl-C or SIGTERM finishes the step, writes a checkpoint and exits (130 / 143).
 """
 from __future__ import annotations
 
@@ -39,6 +37,7 @@ from . import checkpoint as ckpt
 from . import data, download, files, losses, metrics, plots, settings, steps
 from .evaluate import predict
 from .models import build_models
+from .signals import StopRequests
 
 EXIT_ERROR, EXIT_NONFINITE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 3, 130, 143
 EVAL_BATCH_SIZE = 500    # test-time batches (with running statistics the result does not depend on it)
@@ -165,35 +164,6 @@ def setup(config: dict, out: Path, saved: tuple | None = None) -> Run:
 
 
 # ------------------------------------------------------------------------------------------ the loop
-class _Stop:
-    """Ctrl-C (SIGINT) and SIGTERM set a flag checked between steps, so the checkpoint written on the way
-    out holds a whole step; a second signal stops at once."""
-
-    def __init__(self):
-        self.signal = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handler(self, signum, frame):
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-        name = "interrupt" if signum == signal.SIGINT else "SIGTERM"
-        print(f"\n{name}: finishing this step and writing a checkpoint (again to quit at once)", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        return False
-
-
 def train(run: Run) -> int:
     """Train until ``epochs`` (or ``max_steps``); returns the exit status."""
     from tqdm import tqdm
@@ -205,7 +175,7 @@ def train(run: Run) -> int:
             + (f" (--max-steps {c['max_steps']}: give a larger one, or 0 for no limit)" if c["max_steps"] else
                " (give a larger --epochs to train on)"))
         return 0
-    with _Stop() as stop:
+    with StopRequests() as stop:
         while s.epoch < c["epochs"]:
             # the epoch's permutation(s), redrawn from the state the epoch began with, past the batches done
             ckpt.set_rng_state_json(s.order_rng, s.epoch_order_state)

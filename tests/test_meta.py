@@ -5,9 +5,13 @@
 * every ``Function`` subclass defined in a module of ``minigrad.ops`` (all of them, imported by name);
 * every name in ``minigrad.functional.__all__``;
 * every public Tensor method, operator or property that creates a graph node. Which ones do is decided
-  by calling each of them on a small tensor that requires a gradient and looking for a ``grad_fn``. The
-  methods that make no node are listed in ``NON_GRAPH`` with the reason; a public name in neither table
-  fails the test, so adding a Tensor method forces a decision.
+  by calling each of them on a small tensor that requires a gradient and looking for a ``grad_fn`` (with
+  no arguments, or with the call ``GRAPH`` gives). The methods that make no node are listed in
+  ``NON_GRAPH`` with the reason; any other public name must build a node and be covered, so adding a
+  Tensor method forces a decision.
+
+The registry is laid out like ``minigrad/ops``: every ``ops/<family>.py`` names its
+``minigrad/testing/entries_<family>.py``, whose entries cover every Function defined in that ops module.
 
 It also checks the entries themselves: every ``covers`` item names something that exists, and every
 Function class an entry claims to cover really appears in the graph its ``fn`` builds.
@@ -45,7 +49,10 @@ def _leaf(shape=(2, 3), dtype=np.float64):
     return mg.tensor(data, dtype=dtype, requires_grad=True)
 
 
-# How to call each Tensor method that builds a graph node: name -> function of a (2, 3) float64 leaf.
+# How to call the Tensor methods that build a graph node and need arguments (or a special input): name ->
+# function of a (2, 3) float64 leaf. Any other public name that is not in NON_GRAPH is probed by calling it
+# with no arguments (or reading it, for a property); a name that cannot be called that way fails the test
+# until it is listed here or in NON_GRAPH.
 GRAPH = {
     "__add__": lambda x: x + x, "__radd__": lambda x: 2.0 + x,
     "__sub__": lambda x: x - x, "__rsub__": lambda x: 2.0 - x,
@@ -53,18 +60,15 @@ GRAPH = {
     "__truediv__": lambda x: x / x, "__rtruediv__": lambda x: 2.0 / x,
     "__matmul__": lambda x: x @ x.T.detach(), "__rmatmul__": lambda x: x.__rmatmul__(np.ones((4, 2))),
     "__pow__": lambda x: x ** 2, "__rpow__": lambda x: 2.0 ** x, "pow": lambda x: x.pow(3),
-    "__neg__": lambda x: -x, "__getitem__": lambda x: x[0], "matmul": lambda x: x.matmul(x.T.detach()),
-    "exp": Tensor.exp, "log": Tensor.log, "abs": Tensor.abs, "sqrt": Tensor.sqrt, "tanh": Tensor.tanh,
-    "sigmoid": Tensor.sigmoid, "relu": Tensor.relu,
-    "sum": Tensor.sum, "mean": Tensor.mean, "max": Tensor.max,
+    "__getitem__": lambda x: x[0], "matmul": lambda x: x.matmul(x.T.detach()),
     "logsumexp": lambda x: x.logsumexp(1), "softmax": lambda x: x.softmax(1),
     "log_softmax": lambda x: x.log_softmax(1),
-    "reshape": lambda x: x.reshape(-1), "view": lambda x: x.view(3, 2), "flatten": Tensor.flatten,
+    "reshape": lambda x: x.reshape(-1), "view": lambda x: x.view(3, 2),
     "unsqueeze": lambda x: x.unsqueeze(0), "squeeze": lambda x: _leaf((2, 1, 3)).squeeze(1),
-    "permute": lambda x: x.permute(1, 0), "transpose": lambda x: x.transpose(0, 1), "T": lambda x: x.T,
-    "clone": Tensor.clone, "to": lambda x: x.to(np.float32), "float": Tensor.float,
-    "double": lambda x: _leaf(dtype=np.float32).double(),
+    "permute": lambda x: x.permute(1, 0), "transpose": lambda x: x.transpose(0, 1),
+    "to": lambda x: x.to(np.float32), "double": lambda x: _leaf(dtype=np.float32).double(),
 }
+
 
 # Public names that make no graph node, and why.
 NON_GRAPH = {
@@ -126,18 +130,29 @@ def test_every_public_tensor_name_is_classified():
     names = _public_tensor_names()
     both = sorted(set(GRAPH) & set(NON_GRAPH))
     assert not both, f"listed both as graph and non-graph: {both}"
-    unknown = sorted(names - set(GRAPH) - set(NON_GRAPH))
-    assert not unknown, (f"new public Tensor names {unknown}: add each to GRAPH (with a call) if it builds a "
-                         "graph node, else to NON_GRAPH with the reason, in tests/test_meta.py")
     stale = sorted((set(GRAPH) | set(NON_GRAPH)) - names)
     assert not stale, f"tests/test_meta.py lists Tensor names that no longer exist: {stale}"
 
 
-@pytest.mark.parametrize("name", sorted(GRAPH))
+def _probe(name):
+    """Call Tensor.<name> on a leaf: GRAPH's call when listed, else with no arguments (a property is read)."""
+    if name in GRAPH:
+        return GRAPH[name](_leaf())
+    leaf = _leaf()
+    if isinstance(getattr(Tensor, name), property):
+        return getattr(leaf, name)
+    try:
+        return getattr(leaf, name)()
+    except TypeError as exc:
+        pytest.fail(f"Tensor.{name} needs arguments: add a call to GRAPH if it builds a graph node, else add it "
+                    f"to NON_GRAPH with the reason, in tests/test_meta.py ({exc})")
+
+
+@pytest.mark.parametrize("name", sorted(_public_tensor_names() - set(NON_GRAPH)))
 def test_graph_method_builds_a_node_and_has_an_entry(name):
-    out = GRAPH[name](_leaf())
+    out = _probe(name)
     assert isinstance(out, Tensor) and out.grad_fn is not None, (
-        f"Tensor.{name} made no graph node; move it to NON_GRAPH (with the reason) if that is intended")
+        f"Tensor.{name} made no graph node; add it to NON_GRAPH (with the reason) if that is intended")
     assert f"Tensor.{name}" in covered(), f"Tensor.{name} builds a graph node but no registry entry covers it"
 
 
@@ -200,9 +215,9 @@ def test_declared_functions_appear_in_the_graph(spec):
     assert not missing, f"{spec.name} declares {missing} in covers, but they never appear in the graph of its fn"
 
 
-def test_entry_modules_may_be_missing_but_their_import_errors_surface(tmp_path, monkeypatch):
-    """The registry skips an entry module whose file does not exist yet, and only that: an ImportError
-    raised inside an existing entry module propagates."""
+def test_entry_modules_are_discovered_and_their_import_errors_surface(tmp_path, monkeypatch):
+    """The registry imports every entries_*.py of its package (no list to keep), nothing else, and an
+    ImportError raised inside an entries module propagates."""
     import sys
 
     from minigrad.testing import registry
@@ -210,19 +225,52 @@ def test_entry_modules_may_be_missing_but_their_import_errors_surface(tmp_path, 
     package = tmp_path / "fake_entries_pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "entries_core.py").write_text("LOADED = True\n")
-    (package / "entries_conv.py").write_text("import a_module_that_does_not_exist\n")
-    # no entries_norm.py at all
+    (package / "entries_one.py").write_text("LOADED = True\n")
+    (package / "entries_two.py").write_text("import a_module_that_does_not_exist\n")
+    (package / "helpers.py").write_text("LOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "__package__", "fake_entries_pkg")
     monkeypatch.setattr(registry, "_loaded", False)
+    assert registry.entry_modules() == ["entries_one", "entries_two"]
     with pytest.raises(ImportError, match="a_module_that_does_not_exist"):
         registry._load()
 
-    (package / "entries_conv.py").write_text("LOADED = True\n")
+    (package / "entries_two.py").write_text("LOADED = True\n")
+    (package / "entries_three.py").write_text("LOADED = True\n")   # a new file is found without a list
     for name in [m for m in sys.modules if m.startswith("fake_entries_pkg")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(registry, "_loaded", False)
-    registry._load()                                   # entries_norm.py is missing: skipped
-    assert sys.modules["fake_entries_pkg.entries_conv"].LOADED
-    assert "fake_entries_pkg.entries_norm" not in sys.modules
+    registry._load()
+    assert all(sys.modules[f"fake_entries_pkg.entries_{n}"].LOADED for n in ("one", "two", "three"))
+    assert "fake_entries_pkg.helpers" not in sys.modules
+
+
+def _ops_modules():
+    return sorted(info.name for info in pkgutil.iter_modules(minigrad.ops.__path__))
+
+
+@pytest.mark.parametrize("family", _ops_modules())
+def test_entries_mirror_the_ops_modules(family):
+    """ops/<family>.py names its entries module, which exists and covers every Function defined there."""
+    from minigrad.testing import registry
+
+    module = importlib.import_module(f"minigrad.ops.{family}")
+    entries = f"entries_{family}"
+    assert entries in registry.entry_modules(), f"minigrad/testing/{entries}.py is missing"
+    assert f"minigrad/testing/{entries}.py" in (module.__doc__ or ""), \
+        f"the docstring of minigrad/ops/{family}.py does not name minigrad/testing/{entries}.py"
+    own = {c for s in specs() if registry.source_of(s.name) == entries for c in s.covers}
+    functions = [f for f in _ops_functions() if f.__module__ == module.__name__]
+    missing = sorted(f.__name__ for f in functions if f not in own)
+    assert not missing, f"Functions of ops/{family}.py with no entry in {entries}.py: {missing}"
+
+
+def test_every_entries_module_mirrors_an_ops_module():
+    from minigrad.testing import registry
+
+    stray = [m for m in registry.entry_modules() if m[len("entries_"):] not in _ops_modules()]
+    assert not stray, f"entries modules with no ops module of that name: {stray}"
+
+
+def test_registry_keeps_at_least_its_entries():
+    assert len(specs()) >= 54

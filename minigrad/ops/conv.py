@@ -1,4 +1,5 @@
-"""2-D convolution and transposed convolution (NCHW, PyTorch's weight layouts and output sizes).
+"""2-D convolution and transposed convolution (NCHW, PyTorch's weight layouts and output sizes); registry
+entries: ``minigrad/testing/entries_conv.py``.
 
 Both ops are written with three steps, whatever the device:
 

@@ -1,5 +1,6 @@
-"""Elementwise ops. Each backward is the local derivative times the upstream gradient; where NumPy
-broadcast the inputs, the engine sums the gradient back down (see ``autograd.unbroadcast``)."""
+"""Elementwise ops (registry entries: ``minigrad/testing/entries_elementwise.py``). Each backward is the
+local derivative times the upstream gradient; where NumPy broadcast the inputs, the engine sums the gradient
+back down (see ``autograd.unbroadcast``)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Losses with fused, numerically stable forward and backward passes."""
+"""Losses with fused, numerically stable forward and backward passes (registry entries:
+``minigrad/testing/entries_loss.py``)."""
 from __future__ import annotations
 
 from ..autograd import Function

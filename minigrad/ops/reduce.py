@@ -1,4 +1,5 @@
-"""Reductions (sum, mean, max) and the log-sum-exp family (logsumexp, softmax, log_softmax).
+"""Reductions (sum, mean, max) and the log-sum-exp family (logsumexp, softmax, log_softmax); registry
+entries: ``minigrad/testing/entries_reduce.py``.
 
 ``dim`` is always a tuple of non-negative axes here (``Tensor`` normalises it). A reduction's backward
 first gives the gradient its reduced axes back (size 1), then broadcasts it over them.

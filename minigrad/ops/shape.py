@@ -1,5 +1,6 @@
-"""Ops that move values around without arithmetic: reshape, permute, indexing, cat, stack, pad.
-Each backward puts the upstream gradient back where the value came from."""
+"""Ops that move values around without arithmetic: reshape, permute, indexing, cat, stack, pad (registry
+entries: ``minigrad/testing/entries_shape.py``). Each backward puts the upstream gradient back where the
+value came from."""
 from __future__ import annotations
 
 import numpy as np

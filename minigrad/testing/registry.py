@@ -18,8 +18,14 @@ For every registered ``spec`` and every case Hypothesis draws from ``spec.cases`
 4. **CUDA** (``@pytest.mark.cuda``, skipped without a GPU): the forward on CuPy matches the CPU, and so
    do the gradients (only the gradients where ``spec.same_on_every_device`` is False).
 
-Adding an entry (conv and norm engineers: put yours in ``entries_conv.py`` / ``entries_norm.py`` next to
-this file; the registry imports them when they exist). A sketch - adapt it to your op's signature::
+Where entries live
+------------------
+One entries module per op family, mirroring ``minigrad/ops``: the entries of ``ops/<family>.py`` are in
+``entries_<family>.py`` next to this file, and each ops module's docstring names it (tests/test_meta.py
+checks both, and that every Function of ``ops/<family>.py`` is covered by an entry of that module). Every
+``entries_*.py`` file here is imported by :func:`specs` (found by listing the package, not from a hand-kept
+list); an error inside one propagates. Simple elementwise ops and reductions are one table row each
+(``tables.py``: ``Unary``, ``Binary``, ``Reduction``); anything else is an ``OpSpec`` like this sketch::
 
     import numpy as np
     from hypothesis import strategies as st
@@ -50,6 +56,22 @@ this file; the registry imports them when they exist). A sketch - adapt it to yo
             x, None, None, w, training=True, eps=eps),
         directions=True,                                # random directions instead of the full Jacobian
     ))
+
+The test recipe
+---------------
+The rules every check follows, whatever the op:
+
+* forward values against a NumPy reference computed in float64, in float32 and float64;
+* gradients in float64 by central differences with ``eps = 1e-6``, compared as
+  ``|analytic - numeric| <= atol + rtol * |numeric|`` with ``rtol = 1e-3``, ``atol = 1e-5``
+  (:func:`minigrad.testing.gradcheck`; an entry may loosen them through ``gradcheck_options``, with the
+  reason in ``notes``);
+* always a random upstream gradient (standard normal), never all ones;
+* the full Jacobian for small inputs (at most 256 differentiable elements), random directions for large
+  ones and for the ops whose entries ask for them (convolutions, batch norm: ``directions=True``);
+* negative controls: deliberately broken backward passes must fail the checker (tests/test_gradcheck.py,
+  and one per family with a hand-written backward: conv, batch norm, dropout, weight norm), so a check that
+  passes means something.
 
 The fields
 ----------
@@ -103,23 +125,21 @@ The fields
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Case", "OpSpec", "register", "specs", "get", "covered", "DEFAULT_RTOL", "DEFAULT_ATOL",
-           "ENTRY_MODULES"]
+__all__ = ["Case", "OpSpec", "register", "specs", "get", "covered", "entry_modules", "source_of",
+           "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
 DEFAULT_RTOL = {np.float32: 1e-5, np.float64: 1e-10}
 DEFAULT_ATOL = {np.float32: 1e-6, np.float64: 1e-12}
 
-#: The modules that hold entries, imported (once) by :func:`specs`. ``entries_core`` must exist; the
-#: others are imported when their file exists. An ImportError raised *inside* an existing entry module
-#: is not hidden.
-ENTRY_MODULES = ("entries_core", "entries_conv", "entries_norm")
-_REQUIRED = ("entries_core",)
+#: The prefix that makes a module of this package an entries module.
+ENTRY_PREFIX = "entries_"
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,19 @@ class OpSpec:
 
 
 _REGISTRY: dict = {}
+_SOURCE: dict = {}      # entry name -> the entries module that registered it
 _loaded = False
+
+
+def _registering_module():
+    """The entries module whose code is calling :func:`register` (directly or through ``tables.py``)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        short = frame.f_globals.get("__name__", "").rsplit(".", 1)[-1]
+        if short.startswith(ENTRY_PREFIX):
+            return short
+        frame = frame.f_back
+    return None
 
 
 def register(spec: OpSpec) -> OpSpec:
@@ -194,7 +226,15 @@ def register(spec: OpSpec) -> OpSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"register: an entry named {spec.name!r} already exists")
     _REGISTRY[spec.name] = spec
+    _SOURCE[spec.name] = _registering_module()
     return spec
+
+
+def entry_modules() -> list:
+    """The names of this package's entries modules (``entries_*.py``), sorted."""
+    package = importlib.import_module(__package__)
+    return sorted(info.name for info in pkgutil.iter_modules(package.__path__)
+                  if info.name.startswith(ENTRY_PREFIX))
 
 
 def _load():
@@ -202,13 +242,8 @@ def _load():
     if _loaded:
         return
     _loaded = True
-    for module in ENTRY_MODULES:
-        full = f"{__package__}.{module}"
-        # find_spec answers "does the file exist" without importing it, so only a missing module is
-        # skipped; anything that goes wrong while importing an existing one propagates.
-        if module not in _REQUIRED and importlib.util.find_spec(full) is None:
-            continue
-        importlib.import_module(full)
+    for module in entry_modules():
+        importlib.import_module(f"{__package__}.{module}")
 
 
 def specs() -> list:
@@ -223,6 +258,12 @@ def get(name: str) -> OpSpec:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"no registry entry named {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def source_of(name: str) -> str:
+    """The entries module (e.g. ``"entries_conv"``) that registered the entry ``name``."""
+    _load()
+    return _SOURCE[name]
 
 
 def covered() -> set:

@@ -11,8 +11,11 @@ same derivatives from the forward pass alone::
 
 and requires ``|analytic - numeric| <= atol + rtol * |numeric|`` for every element.
 
-Choices made here (DESIGN.md section 6):
+The rules every gradient check in minigrad follows (the registry's test recipe; see
+``minigrad/testing/registry.py``), and why:
 
+* **the tolerance**: ``eps = 1e-6``, ``rtol = 1e-3``, ``atol = 1e-5`` by default; an op that needs other
+  values passes them explicitly, with the reason next to it.
 * **float64 throughout**: floating inputs are copied to float64 before the check; with eps = 1e-6 the
   truncation error (~eps^2) and the rounding error (~1e-16 / eps) are both far below the tolerances.
 * **a random upstream gradient, never all ones**: with ``g = 1`` a wrong backward can still agree with
@@ -22,7 +25,9 @@ Choices made here (DESIGN.md section 6):
 * **full Jacobian or random directions**: for small inputs every element is perturbed on its own
   (``2 n`` forward calls for ``n`` elements) and the report can say exactly which element is wrong. For
   large inputs (a convolution's weights, a batch-norm batch) that is too slow, so the directional
-  derivative along a few random directions ``v`` is checked instead:
+  derivative along a few random directions ``v`` is checked instead (``directions="auto"`` switches above
+  ``max_full_jacobian = 256`` differentiable elements; the registry asks for directions outright for
+  convolutions and batch norm):
   ``<grad, v>  ~  (phi(x + eps v) - phi(x - eps v)) / (2 eps)``. A wrong gradient passes that only if
   its error happens to be orthogonal to every ``v`` drawn, which random directions make unlikely.
 * **the same random numbers at every evaluation**: minigrad's CPU generator is reset to its starting

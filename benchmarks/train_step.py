@@ -235,7 +235,7 @@ def build_parser():
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--dataset-shape", choices=DATASET_SHAPES, default="svhn",
                    help="svhn: 3x32x32 images; mnist: 1x32x32 (default svhn)")
-    p.add_argument("--g-width", type=int, default=32, help="generator width m (default 32; the issue's other is 128)")
+    p.add_argument("--g-width", type=int, default=32, help="generator width m (default 32; 128 is the other width measured)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10, help="timed steps per round (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before the first round (default 3)")

@@ -1,9 +1,11 @@
 """One training step per preset, each a plain function that reads next to the paper.
 
 Every step takes the models, their optimizers and the step's batches (tensors; labels as NumPy arrays),
-updates the parameters, and returns a :class:`StepResult`: the losses (Python floats, checked finite
-before any parameter changes, so a NaN never reaches the weights) and how many labeled examples of the
-batch were classified right.
+updates the parameters, and returns a :class:`StepResult`: the losses and how many labeled examples of
+the batch were classified right. They are gathered on the device and read from it *once*, at the end of
+the step (:func:`read_once`; on a GPU each read is a stall), and checked there: a NaN or infinite loss
+raises :class:`NonFiniteLoss`, and the training loop stops without writing anything more, so the last
+checkpoint on disk is the last good state.
 
 ===========================  ==================================================================
 ``ssgan_step``               the default preset: a discriminator step and a feature-matching
@@ -45,11 +47,24 @@ class StepResult:
     labeled: int = 0
 
 
-def finite(name: str, value: float, where: str) -> float:
-    """``value``, or :class:`NonFiniteLoss` naming the loss and the step when it is NaN or infinite."""
-    if not math.isfinite(value):
-        raise NonFiniteLoss(f"the {name} is {value} at {where}")
-    return value
+LOSS_NAMES = {"d_loss": "discriminator loss", "g_loss": "generator loss", "d_loss_class": "classification loss",
+              "d_loss_real": "discriminator loss", "d_loss_fake": "discriminator loss"}
+
+
+def read_once(where: str, correct, **loss_tensors) -> dict:
+    """The step's scalars in one read from the device: ``{name: float}`` for the 0-d loss tensors and
+    ``"correct"`` (an int) for the 0-d count; :class:`NonFiniteLoss` when a loss is NaN or infinite."""
+    names = list(loss_tensors)
+    with mg.no_grad():
+        stacked = mg.stack([loss_tensors[k].detach().float() for k in names] + [correct.float()])
+        values = stacked.numpy().tolist()          # the one device -> host copy of the step
+    out = dict(zip(names, values))
+    for name in ("d_loss", "g_loss") + tuple(names):
+        if name in out and not math.isfinite(out[name]):
+            label = "classification loss" if name == "d_loss" and len(names) == 1 else LOSS_NAMES[name]
+            raise NonFiniteLoss(f"the {label} is {out[name]} at {where}")
+    out["correct"] = int(round(values[-1]))
+    return out
 
 
 @contextlib.contextmanager
@@ -66,33 +81,39 @@ def frozen(module):
             p.requires_grad = True
 
 
-def _correct(logits, labels: np.ndarray) -> int:
-    return int((logits.numpy().argmax(axis=1) == labels).sum())
+def _correct(logits, labels: np.ndarray):
+    """How many rows of ``logits`` pick their label: a 0-d tensor on the logits' device."""
+    return (logits.detach().argmax(dim=1) == mg.tensor(labels, device=logits.device)).sum()
 
 
 REAL_TARGET = 0.9   # one-sided label smoothing of the seed model (section 3.4)
 
 
-def _discriminator_update(opt_d, d, where: str) -> float:
-    """One Adam step of the discriminator on the loss parts ``d``; returns the loss (checked finite)."""
-    total = finite("discriminator loss", d.total.item(), where)
-    opt_d.zero_grad()
-    d.total.backward()
-    opt_d.step()
-    return total
+def _update(opt, loss) -> None:
+    """One optimizer step on ``loss``: clear the gradients, backpropagate, step."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
 
 
-def _feature_matching_update(D, opt_g, fake, features_real, where: str) -> float:
+def _feature_matching_update(D, opt_g, fake, features_real):
     """One Adam step of the generator on feature matching: the (already updated) discriminator runs on the
     same fakes with its weights frozen, against the real features of its earlier pass (detached)."""
     with frozen(D):
         _, features_fake = D(fake, real=False)
         g_loss = losses.feature_matching_loss(features_real.detach(), features_fake)
-        g_value = finite("generator loss", g_loss.item(), where)
         opt_g.zero_grad()
         g_loss.backward()
     opt_g.step()
-    return g_value
+    return g_loss
+
+
+def _result(d, g_loss, correct, labeled: int, where: str) -> StepResult:
+    """Read a semi-supervised step's scalars once and make its :class:`StepResult`."""
+    v = read_once(where, correct, d_loss=d.total, g_loss=g_loss, d_loss_class=d.classes, d_loss_real=d.real,
+                  d_loss_fake=d.fake)
+    return StepResult(d_loss=v["d_loss"], d_loss_class=v["d_loss_class"], d_loss_real=v["d_loss_real"],
+                      d_loss_fake=v["d_loss_fake"], g_loss=v["g_loss"], correct=v["correct"], labeled=labeled)
 
 
 def ssgan_step(D, G, opt_d, opt_g, x_lab, y_lab: np.ndarray, x_unl, *, z_dim: int, where: str) -> StepResult:
@@ -111,11 +132,9 @@ def ssgan_step(D, G, opt_d, opt_g, x_lab, y_lab: np.ndarray, x_unl, *, z_dim: in
     logits_real, features_real = D(mg.cat([x_lab, x_unl], dim=0), real=True)
     logits_fake, _ = D(fake.detach(), real=False)
     d = losses.discriminator_loss(logits_real[:n_lab], y_lab, logits_real[n_lab:], logits_fake, REAL_TARGET)
-    d_total = _discriminator_update(opt_d, d, where)
-    g_value = _feature_matching_update(D, opt_g, fake, features_real[n_lab:], where)
-    return StepResult(d_loss=d_total, d_loss_class=d.classes.item(), d_loss_real=d.real.item(),
-                      d_loss_fake=d.fake.item(), g_loss=g_value, correct=_correct(logits_real[:n_lab], y_lab),
-                      labeled=n_lab)
+    _update(opt_d, d.total)
+    g_loss = _feature_matching_update(D, opt_g, fake, features_real[n_lab:])
+    return _result(d, g_loss, _correct(logits_real[:n_lab], y_lab), n_lab, where)
 
 
 def notebook_step(D, G, opt_d, opt_g, x, labels: np.ndarray, label_mask: np.ndarray, *, z_dim: int,
@@ -127,23 +146,20 @@ def notebook_step(D, G, opt_d, opt_g, x, labels: np.ndarray, label_mask: np.ndar
     logits_real, features_real = D(x, real=True)
     logits_fake, _ = D(fake.detach(), real=False)
     d = losses.notebook_discriminator_loss(logits_real, labels, label_mask, logits_fake, REAL_TARGET)
-    d_total = _discriminator_update(opt_d, d, where)
-    g_value = _feature_matching_update(D, opt_g, fake, features_real, where)
-    predicted = logits_real.numpy().argmax(axis=1)
-    return StepResult(d_loss=d_total, d_loss_class=d.classes.item(), d_loss_real=d.real.item(),
-                      d_loss_fake=d.fake.item(), g_loss=g_value,
-                      correct=int(((predicted == labels) & label_mask).sum()), labeled=int(label_mask.sum()))
+    _update(opt_d, d.total)
+    g_loss = _feature_matching_update(D, opt_g, fake, features_real)
+    labeled = np.flatnonzero(label_mask)
+    correct = _correct(logits_real[labeled], labels[labeled]) if len(labeled) else mg.tensor(0)
+    return _result(d, g_loss, correct, len(labeled), where)
 
 
 def supervised_step(D, opt_d, x_lab, y_lab: np.ndarray, *, where: str) -> StepResult:
     """``--supervised-only``: one Adam step of the discriminator as a classifier on the labeled batch."""
     logits, _ = D(x_lab, real=True)
     loss = losses.supervised_loss(logits, y_lab)
-    value = finite("classification loss", loss.item(), where)
-    opt_d.zero_grad()
-    loss.backward()
-    opt_d.step()
-    return StepResult(d_loss=value, d_loss_class=value, correct=_correct(logits, y_lab), labeled=x_lab.shape[0])
+    _update(opt_d, loss)
+    v = read_once(where, _correct(logits, y_lab), d_loss=loss)
+    return StepResult(d_loss=v["d_loss"], d_loss_class=v["d_loss"], correct=v["correct"], labeled=x_lab.shape[0])
 
 
 def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_unl2, *, z_dim: int,
@@ -171,10 +187,7 @@ def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_un
     logits, _ = D(mg.cat([x_lab, x_unl, fake.detach()], dim=0))
     d = losses.improved_discriminator_loss(logits[:n_lab], y_lab, logits[n_lab:n_lab + n_unl],
                                            logits[n_lab + n_unl:], unlabeled_weight)
-    d_total = finite("discriminator loss", d.total.item(), where)
-    opt_d.zero_grad()
-    d.total.backward()
-    opt_d.step()
+    _update(opt_d, d.total)
     ema.update_parameters(D)
 
     # ---- generator: feature matching against a second unlabeled batch
@@ -184,14 +197,10 @@ def improved_step(D, G, opt_d, opt_g, ema, x_lab, y_lab: np.ndarray, x_unl, x_un
     with frozen(D):
         _, features_fake = D(fake2)
         g_loss = feature_matching(features_real, features_fake)
-        g_value = finite("generator loss", g_loss.item(), where)
         opt_g.zero_grad()
         g_loss.backward()
     opt_g.step()
-
-    return StepResult(d_loss=d_total, d_loss_class=d.classes.item(), d_loss_real=d.real.item(),
-                      d_loss_fake=d.fake.item(), g_loss=g_value, correct=_correct(logits[:n_lab], y_lab),
-                      labeled=n_lab)
+    return _result(d, g_loss, _correct(logits[:n_lab], y_lab), n_lab, where)
 
 
 def improved_supervised_step(D, opt_d, ema, x_lab, y_lab: np.ndarray, *, where: str) -> StepResult:
@@ -199,9 +208,7 @@ def improved_supervised_step(D, opt_d, ema, x_lab, y_lab: np.ndarray, *, where: 
     on the labeled batch alone, ``L = CE(x_lab)``, one Adam step, one update of the average."""
     logits, _ = D(x_lab)
     loss = losses.supervised_loss(logits, y_lab)
-    value = finite("classification loss", loss.item(), where)
-    opt_d.zero_grad()
-    loss.backward()
-    opt_d.step()
+    _update(opt_d, loss)
     ema.update_parameters(D)
-    return StepResult(d_loss=value, d_loss_class=value, correct=_correct(logits, y_lab), labeled=x_lab.shape[0])
+    v = read_once(where, _correct(logits, y_lab), d_loss=loss)
+    return StepResult(d_loss=v["d_loss"], d_loss_class=v["d_loss"], correct=v["correct"], labeled=x_lab.shape[0])

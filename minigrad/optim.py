@@ -6,22 +6,48 @@ learning-rate schedule can write ``opt.param_groups[0]["lr"]``) and a per-parame
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from . import backend, kernels
 from .tensor import Tensor
 
 
+def _number(op, name, value, low=0.0, high=None):
+    """``value`` as a float when it is a finite real number (not a bool) in [low, high) (or >= low when
+    ``high`` is None); else a ValueError that names the hyper-parameter after ``op``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    ok = ok and low <= float(value) and (high is None or float(value) < high)
+    if not ok:
+        wanted = "a non-negative number (finite)" if high is None else f"a number in [{low:g}, {high:g})"
+        raise ValueError(f"{op} {name} must be {wanted}, got {value!r}")
+    return float(value)
+
+
 class Optimizer:
     defaults: dict = {}
 
     def __init__(self, params, **hyper):
+        name = type(self).__name__
+        if isinstance(params, Tensor):
+            raise TypeError(f"{name}: params must be an iterable of Tensors (e.g. model.parameters() or [w]), "
+                            "got a single Tensor")
         params = list(params)
         if not params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        for p in params:
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"{type(self).__name__}: every parameter must be a Tensor with requires_grad=True")
+            raise ValueError(f"{name}: got an empty parameter list")
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: parameter {i} must be a Tensor, got {type(p).__name__}")
+            if not p.requires_grad:
+                raise TypeError(f"{name}: parameter {i} (shape {p.shape}) has requires_grad=False; every "
+                                "parameter must be a Tensor with requires_grad=True")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor (it was computed "
+                                 f"by {p.grad_fn.name}), so backward() never fills its .grad; optimize the "
+                                 "leaves it was computed from, or detach() it and set requires_grad=True")
+
         group = dict(self.defaults)
         group.update(hyper)
         group["params"] = params
@@ -83,8 +109,8 @@ class SGD(Optimizer):
     defaults = {"lr": None, "momentum": 0.0, "weight_decay": 0.0}
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        if lr is None or lr < 0:
-            raise ValueError(f"SGD: lr must be a non-negative number, got {lr!r}")
+        lr, momentum, weight_decay = (_number("SGD:", k, v) for k, v in
+                                      (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)))
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def _update(self, p, g, state, group):
@@ -116,9 +142,13 @@ class Adam(Optimizer):
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "eps_inside_sqrt": False}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, eps_inside_sqrt=False):
-        if lr < 0 or not all(0 <= b < 1 for b in betas) or eps < 0:
-            raise ValueError(f"Adam: invalid hyper-parameters lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        op = "Adam: invalid hyper-parameters:"
+        lr, eps, weight_decay = (_number(op, k, v) for k, v in (("lr", lr), ("eps", eps),
+                                                                ("weight_decay", weight_decay)))
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{op} betas must be a pair (beta1, beta2), got {betas!r}")
+        betas = tuple(_number(op, f"betas[{i}]", b, 0.0, 1.0) for i, b in enumerate(betas))
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          eps_inside_sqrt=bool(eps_inside_sqrt))
 
     def _update(self, p, g, state, group):

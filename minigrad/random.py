@@ -8,6 +8,7 @@ how ssgan checkpoints resume bit for bit.
 from __future__ import annotations
 
 import json
+import numbers
 
 import numpy as np
 
@@ -20,8 +21,17 @@ _seed = _DEFAULT_SEED
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every device's generator (as ``torch.manual_seed``)."""
+    """Seed every device's generator (as ``torch.manual_seed``).
+
+    ``seed`` must be an integer (a Python or NumPy int, not a bool or a float) in [0, 2**64): NumPy's
+    generators take non-negative seeds only, and a float such as 1.5 would otherwise be truncated silently.
+    (PyTorch also accepts negative seeds, remapping them; minigrad refuses them, so a seed names one stream.)
+    """
     global _cpu, _cuda, _seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"manual_seed: the seed must be an integer, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"manual_seed: the seed must be in [0, 2**64), got {seed}")
     _seed = int(seed)
     _cpu = np.random.Generator(np.random.PCG64(_seed))
     _cuda = None  # re-created from _seed on first use

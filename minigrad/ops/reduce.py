@@ -3,6 +3,11 @@ entries: ``minigrad/testing/entries_reduce.py``.
 
 ``dim`` is always a tuple of non-negative axes here (``Tensor`` normalises it). A reduction's backward
 first gives the gradient its reduced axes back (size 1), then broadcasts it over them.
+
+Empty reductions (a reduced dim of size 0) follow PyTorch 2.x: ``sum`` is 0, ``mean`` is NaN (0 / 0),
+``logsumexp`` is -inf (the log of an empty sum), ``softmax`` / ``log_softmax`` along an empty dim give the
+empty result, and ``max`` raises a ValueError naming the dim (an empty set has no largest element; PyTorch
+raises too). Reducing over non-empty dims of a tensor that is empty elsewhere gives an empty result.
 """
 from __future__ import annotations
 
@@ -12,6 +17,13 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
+
+
+def _reduced_shape(shape, dims, keepdim):
+    """The shape of a reduction of ``shape`` over ``dims``."""
+    if keepdim:
+        return tuple(1 if i in dims else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in dims)
 
 
 def _keep(grad, dims, keepdim):
@@ -44,6 +56,8 @@ class Mean(Function):
         ctx.count = count
         if x.dtype.kind != "f":
             raise TypeError(f"mean: needs a floating-point tensor, got {x.dtype}")
+        if count == 0:  # 0 / 0, as PyTorch; NumPy would also warn "mean of empty slice"
+            return array_module(x).full(_reduced_shape(x.shape, dim, keepdim), np.nan, dtype=x.dtype)
         return x.mean(axis=dim, keepdims=keepdim)
 
     @staticmethod
@@ -59,8 +73,11 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, x, dim, keepdim=False):
-        if x.size == 0:
-            raise ValueError(f"max: cannot take the max of an empty tensor of shape {tuple(x.shape)}")
+        empty = [d for d in (dim or range(x.ndim)) if x.shape[d] == 0]
+        if empty:
+            raise ValueError(f"max: cannot take the max of an empty tensor of shape {tuple(x.shape)} over dim "
+                             f"{empty[0]}, which has size 0 (an empty set has no maximum); reduce over "
+                             "dims of nonzero size")
         m = x.max(axis=dim, keepdims=True)
         mask = x == m
         ctx.save_for_backward(mask)
@@ -88,8 +105,11 @@ def shifted_logsumexp(x, dim):
     1e4 (~1e-3), while ``shifted - log_s`` keeps it exact (log_softmax, cross-entropy).
     """
     xp = array_module(x)
-    m = x.max(axis=dim, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype)
+    if x.size == 0:  # no maximum to shift by (and none needed): log_s is then log(0) = -inf
+        m = xp.zeros(_reduced_shape(x.shape, dim, True), dtype=x.dtype)
+    else:
+        m = x.max(axis=dim, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype)
     shifted = x - m
     e = xp.exp(shifted)
     s = e.sum(axis=dim, keepdims=True)

@@ -56,7 +56,7 @@ def read_once(where: str, correct, **loss_tensors) -> dict:
     ``"correct"`` (an int) for the 0-d count; :class:`NonFiniteLoss` when a loss is NaN or infinite."""
     names = list(loss_tensors)
     with mg.no_grad():
-        stacked = mg.stack([loss_tensors[k].detach().float() for k in names] + [correct.float()])
+        stacked = mg.stack([loss_tensors[k].detach().double() for k in names] + [correct.double()])
         values = stacked.numpy().tolist()          # the one device -> host copy of the step
     out = dict(zip(names, values))
     for name in ("d_loss", "g_loss") + tuple(names):

@@ -116,6 +116,11 @@ def learning_curves_figure(epochs: list, steps: list | None = None):
     if shown:
         ax_acc.set_ylim(*_accuracy_limits(shown))
     ax_acc.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not per_step:
+        ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_title("accuracy")
     ax_acc.grid(alpha=0.3)
     for ax in (ax_loss, ax_acc):

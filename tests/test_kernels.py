@@ -3,7 +3,11 @@ share one interface, and size checks in front of every compiled kernel."""
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -74,3 +78,87 @@ def test_kernel_modules_are_named_by_what_they_compute():
     for name in names:
         family = next(f for f, (r, fast) in kernels.FAMILIES.items() if name in (r, *fast))
         assert name == "im2col" or name.startswith(family + "_"), f"kernels/{name}.py does not say it is {family}"
+
+
+# ----------------------------------------------------------------------------- buffer sizes
+
+
+def test_wrong_buffer_sizes_are_refused_before_the_compiled_code_runs():
+    from minigrad.kernels import conv_cpu, elementwise_cpu, norm_cpu, optim_cpu
+
+    def refused(kernel, *parts):
+        return pytest.raises(ValueError, match=".*".join(re.escape(p) for p in (kernel,) + parts))
+
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with refused("col2im", "column matrix of shape (27, 5)", "(2, 3, 4, 4)"):
+        conv_cpu.col2im(np.zeros((27, 5), np.float32), x.shape, (3, 3), (1, 1), (1, 1))
+    with refused("col2im: argument bias has shape (2,)", "needs shape (3,)"):
+        conv_cpu.col2im(conv_cpu.im2col(x, (3, 3), (1, 1), (1, 1)), x.shape, (3, 3), (1, 1), (1, 1),
+                        bias=np.zeros(2, np.float32))
+    with refused("from_channel_rows: argument rows has shape (3, 31)", "needs shape (3, 32)"):
+        conv_cpu.from_channel_rows(np.zeros((3, 31), np.float32), 2, 4, 4)
+    with refused("im2col: argument x must be a 4-D (N, C, H, W) array, got shape (3, 4, 4)"):
+        conv_cpu.im2col(x[0], (3, 3), (1, 1), (0, 0))
+    with refused("channel_sum: argument x must be a 4-D"):
+        conv_cpu.channel_sum(x[0])
+
+    a = np.ones((4, 3, 5))
+    with refused("normalize: argument mean has shape (2,)", "needs shape (3,)"):
+        norm_cpu.normalize(a, np.zeros(2), np.ones(3), np.zeros(3))
+    with refused("backward_sums: argument g has shape (4, 3, 4)", "needs shape (4, 3, 5)"):
+        norm_cpu.backward_sums(a[..., :4], a, np.zeros(3), np.ones(3))
+    with refused("training_dx: argument mean_gxhat has shape (4,)", "needs shape (3,)"):
+        norm_cpu.training_dx(a, a, np.zeros(3), np.ones(3), np.ones(3), np.zeros(3), np.zeros(4))
+    with refused("channel_stats: activations must have shape (N, C, ...), got shape (5,)"):
+        norm_cpu.channel_stats(np.ones(5))
+
+    p = np.ones((3, 2), np.float32)
+    with refused("adam_update: argument v has shape (2, 3)", "needs shape (3, 2)"):
+        optim_cpu.adam_update(p, p, p.copy(), np.ones((2, 3), np.float32), 0.9, 0.999, 1e-3, 1e-8, 1)
+    with refused("leaky_relu_backward: argument grad has shape (3,)", "needs shape (3, 2)"):
+        elementwise_cpu.leaky_relu_backward(np.ones(3), np.ones((3, 2)), 0.1)
+
+
+# ----------------------------------------------------------------------------- numba bounds checking
+
+BOUNDS_CHECKED_TESTS = [
+    "tests/test_conv_kernels.py",
+    "tests/test_fused_cpu_kernels.py",
+    "tests/test_norm.py::test_numba_kernels_agree_with_numpy_reference",
+    "tests/test_kernels.py::test_out_of_range_indices_are_index_errors_under_bounds_checking",
+]
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_BOUNDSCHECK") != "1", reason="runs inside the bounds-checked subprocess")
+def test_out_of_range_indices_are_index_errors_under_bounds_checking():
+    """Under NUMBA_BOUNDSCHECK=1 the kernels run serially with every index checked: handed too small a
+    buffer directly (past the wrappers' size checks), a kernel raises IndexError instead of writing past it."""
+    from minigrad.kernels import checks, conv_cpu, elementwise_cpu, norm_cpu, optim_cpu
+
+    assert checks.PARALLEL is False
+    x = np.ones((2, 3, 4))
+    short = np.ones(2)
+    with pytest.raises(IndexError):
+        conv_cpu._channel_sum(x, np.empty(2))                               # a store past the end
+    with pytest.raises(IndexError):
+        norm_cpu._normalize(x, short, np.ones(3), np.ones(3), np.empty_like(x))  # a load past the end
+    with pytest.raises(IndexError):
+        elementwise_cpu._leaky_relu(np.ones(5), 0.1, np.empty(3))
+    with pytest.raises(IndexError):
+        optim_cpu._adam(*(np.ones(4),) * 3, np.ones(3), 0.9, 0.1, 0.999, 0.001, 0.1, 1.0, 1e-8, np.empty(4))
+
+
+def test_kernel_tests_pass_with_numba_bounds_checking(tmp_path):
+    """The numba kernel tests again, in a subprocess with NUMBA_BOUNDSCHECK=1 and a numba cache of its own (so
+    the checked, serial compilations never replace the normal ones in minigrad/kernels/__pycache__)."""
+    root = SOURCE.parent
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
+               NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("MINIGRAD_KERNELS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=ci",
+         "-x", *BOUNDS_CHECKED_TESTS],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    tail = (result.stdout + result.stderr)[-3000:]
+    assert result.returncode == 0, f"bounds-checked kernel tests failed:\n{tail}"
+    assert " passed" in result.stdout and "failed" not in result.stdout, tail

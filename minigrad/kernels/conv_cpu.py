@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .checks import check_arrays
+from .checks import PARALLEL, check_arrays
 from .im2col import output_size
 
 __all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
@@ -69,7 +69,7 @@ def _window_offsets(kh, kw, sh, sw, oh, ow, padded_width):
     return table
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
     n, c, h, w = x.shape
     hp, wp = h + 2 * ph, w + 2 * pw
@@ -101,7 +101,7 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
                     dst_all[dst + _U(q)] = padded[src + table[offsets + _U(q)]]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, bias, out):
     # The same tasks and table as _im2col, run backwards: every column entry is added to the pixel of
     # the padded buffer it was read from; then the buffer's inside (plus the bias) is the output plane.
@@ -133,7 +133,7 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, oh, ow, bias, out):
                     dst_all[dst + _U(iy * w + ix)] = padded[src + _U(iy * wp + ix)] + bias[ch]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _to_channel_rows(x, out):
     # x (N, C, P) -> out (C, N, P): move each plane; P = H*W values are contiguous on both sides.
     n, c, p = x.shape
@@ -144,7 +144,7 @@ def _to_channel_rows(x, out):
             out[ch, b, k] = x[b, ch, k]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _from_channel_rows(rows, bias, out):
     # rows (C, N, P) -> out (N, C, P), plus bias[ch] (zeros when the op has no bias).
     n, c, p = out.shape
@@ -156,7 +156,7 @@ def _from_channel_rows(rows, bias, out):
             out[b, ch, k] = rows[ch, b, k] + add
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@njit(parallel=PARALLEL, cache=True, fastmath={"reassoc"})
 def _channel_sum(x, out):
     # x (N, C, P) -> out (C,), accumulated in float64. fastmath "reassoc" lets LLVM reorder the additions
     # into vector lanes (8x faster than one running sum); in float64 the reordering changes nothing that

@@ -18,21 +18,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .checks import check_arrays
+from .checks import PARALLEL, check_arrays
 
 __all__ = ["supports", "leaky_relu", "leaky_relu_backward"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _leaky_relu(x, slope, out):
     for i in prange(x.size):
         v = x[i]
         out[i] = v if v > 0 else v * slope
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _leaky_relu_backward(grad, x, slope, out):
     for i in prange(x.size):
         g = grad[i]

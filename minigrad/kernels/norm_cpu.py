@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .checks import check_arrays
+from .checks import PARALLEL, check_arrays
 
 _REASSOC = {"reassoc"}  # fast-math flag for the reductions only (see above)
 
@@ -47,7 +47,7 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 __all__ = ["supports", "channel_stats", "normalize", "backward_sums", "training_dx"]
 
 
-@njit(cache=True, parallel=True, fastmath=_REASSOC)
+@njit(cache=True, parallel=PARALLEL, fastmath=_REASSOC)
 def _channel_stats(x):
     """Per-channel mean and *biased* variance (both float64) of ``x`` of shape (N, C, S), in one pass."""
     n, c_count, s = x.shape
@@ -70,7 +70,7 @@ def _channel_stats(x):
     return mean, var
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PARALLEL)
 def _normalize(x, mean, scale, shift, out):
     """``out = (x - mean[c]) * scale[c] + shift[c]`` for ``x`` and ``out`` of shape (N, C, S).
 
@@ -86,7 +86,7 @@ def _normalize(x, mean, scale, shift, out):
             out[i, c, j] = (np.float64(x[i, c, j]) - mu) * a + b
 
 
-@njit(cache=True, parallel=True, fastmath=_REASSOC)
+@njit(cache=True, parallel=PARALLEL, fastmath=_REASSOC)
 def _backward_sums(g, x, mean):
     """Per-channel ``sum(g)`` and ``sum(g * (x - mean[c]))`` (float64), the two reductions of batch norm's
     backward pass, in one pass over ``g`` and ``x`` (both (N, C, S)).
@@ -110,7 +110,7 @@ def _backward_sums(g, x, mean):
     return sum_g, sum_gx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PARALLEL)
 def _backward_dx(g, x, mean, scale, g_offset, x_coef, out):
     """``out = scale[c] * (g - g_offset[c]) - x_coef[c] * (x - mean[c])`` for (N, C, S) arrays.
 

@@ -20,14 +20,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .checks import check_arrays
+from .checks import PARALLEL, check_arrays
 
 __all__ = ["supports", "adam_update"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2_sqrt, eps, out):
     for i in prange(p.size):
         gi = g[i]
@@ -38,7 +38,7 @@ def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
         out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=PARALLEL, cache=True)
 def _adam_eps_inside(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2, eps, out):
     for i in prange(p.size):
         gi = g[i]

@@ -223,7 +223,7 @@ def minigrad_worker(args):
                     numba=numba.__version__,
                     numba_threads=numba.get_num_threads(),
                     threading_layer=numba.threading_layer() if args.device == "cpu" else None,
-                    block_bytes=kernels.block_bytes(kernels.for_array(xp.zeros(1))))
+                    block_bytes=kernels.block_bytes(kernels.for_arrays("conv", xp.zeros(1))))
 
     _serve_rows(rows, sync, common.CLOCKS[args.clock], versions)
 

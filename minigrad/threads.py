@@ -7,7 +7,7 @@ idle threads *spinning* for a while after each parallel loop, waiting for the ne
 environment variable ``OMP_WAIT_POLICY`` is ``PASSIVE``. Here the next call is almost always a matrix
 product, whose OpenBLAS threads then share the cores with numba's spinning ones: on a 2-core machine,
 with 2 threads for each library, a ssgan training step took 1.4-2.2 times as long as with ``PASSIVE``
-(882 -> 609 and 1027 -> 473 ms per step at generator width 32, in two sessions; ``benchmarks/RESULTS.md``),
+(882 -> 609 and 1027 -> 473 ms per step at generator width 32, in two measurement runs; ``benchmarks/RESULTS.md``),
 and a spinning pool also takes CPU from every other process on the machine.
 
 So importing minigrad sets ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set (set it to

@@ -4,6 +4,8 @@
     python -m benchmarks.train_step --g-width 128 --rounds 5 --steps 10
     python -m benchmarks.train_step --no-torch --steps 3 --rounds 1  # a quick look at minigrad alone
     python -m benchmarks.train_step --json benchmarks/step-cpu-g32.json
+    python -m benchmarks.train_step --preset improved --threads 1 --clock process   # improved MNIST step
+    python -m benchmarks.train_step --preset improved --dataset-shape svhn --flops-only
 
 What is timed
 -------------
@@ -14,6 +16,17 @@ of the dataset files (:func:`make_trainer`). One step is one discriminator updat
 generated images, Adam) and one generator update (frozen D on the B generated images, feature matching,
 Adam), including the batch gather, the ``.item()`` reads and the accuracy count; see ``ssgan/train.py``.
 The PyTorch side (``benchmarks/torch_ssgan.py``) is the same model and step, layer for layer.
+
+``--preset improved`` times the step of ``python -m ssgan.train --preset improved`` in the same way (the
+preset's batch size, 100, unless ``--batch-size`` says otherwise): on MNIST (the default shape with this
+preset) random flat (N, 784) images in [0, 1], as the preset's data layout; each step gets a labeled
+batch and two unlabeled batches, from two permutations of the training set drawn per epoch, as
+``ssgan.train.train`` draws them (:func:`batches`). One step (``ssgan.steps.improved_step``) is one D
+update (one pass of the weight-normalised MLP with its Gaussian noise layers over the stacked labeled,
+unlabeled and generated batches; Adam; the parameter average) and one G update (a fresh generated batch;
+D's features of the second unlabeled batch without a graph and of the generated batch with D frozen;
+Adam). Its PyTorch mirror is ``benchmarks/torch_improved.py``. The improved SVHN step
+(``--dataset-shape svhn``) has no mirror: minigrad alone is timed, and ``--flops-only`` just counts it.
 
 How it is timed
 ---------------
@@ -37,8 +50,12 @@ Every conv2d, conv_transpose2d, linear and matmul contributes ``2 * MACs`` for i
 needs one, the weight gradient when its weight needs one (so D's first convolution has no input-gradient
 product on real images, and frozen D in the generator update has no weight-gradient products). MACs of a
 conv2d = N*Cout*OH*OW * Cin*kH*kW; of a conv_transpose2d = N*Cin*H*W * Cout*kH*kW (its input plays the
-conv2d output's role); of a linear = rows * out * in. Batch norm, activations, losses, bias additions and
-the optimizer are excluded (they are memory-bound and below 1% of the flops). PyTorch's own counter
+conv2d output's role); of a linear = rows * out * in. With ``--preset improved`` the same rules give: no
+input-gradient product for D's first layer in the D update (its input is images), none of D's
+weight-gradient products in the G update (D is frozen), and none at all for D's class layer there (the
+loss is on the features before it). Batch norm, activations, losses, bias additions, weight norm, the
+noise and the optimizer are excluded (they are memory-bound and below 1% of the flops).
+``--flops-only`` builds the step, counts one step and prints the count (nothing is timed). PyTorch's own counter
 (``torch.utils.flop_counter``) is run on the PyTorch step as a cross-check and printed next to it.
 The peak is measured here: the best float32 ``numpy.matmul`` of two 2048 x 2048 matrices at the same
 thread count (``benchmarks/common.py``), on the GPU a CuPy 8192 x 8192 product; it is measured before and
@@ -63,43 +80,61 @@ from unittest import mock
 from benchmarks import common
 
 DATASET_SHAPES = ("svhn", "mnist")
+PRESETS = ("default", "improved")
+MNIST_FLAT = 28 * 28     # --preset improved on MNIST: the unpadded digits as flat vectors
 
 
 # -------------------------------------------------------------------------------- the minigrad side
-def make_trainer(dataset_shape="svhn", g_width=32, batch_size=128, device="cpu", n_images=1280, seed=0):
+def make_trainer(dataset_shape="svhn", g_width=32, batch_size=None, device="cpu", n_images=1280, seed=0,
+                 preset="default"):
     """A real :class:`ssgan.train.Run` (the training command's defaults, with these options) whose
     data are random images of the dataset's shape: ``ssgan.data.load_dataset`` is replaced while the
-    run is built, and nothing is read or written on disk."""
+    run is built, and nothing is read or written on disk.
+
+    The images are what ``ssgan.data`` gives the preset: (N, C, 32, 32) in [-1, 1], or for ``--preset
+    improved`` on MNIST the flat layout, (N, 784) in [0, 1]. ``batch_size=None``: the preset's own
+    (128; improved: 100)."""
     from ssgan import data, download, settings, train  # first, as ``python -m ssgan.train``: thread variables
 
     import numpy as np
 
     info = data.dataset_info(dataset_shape)
-    n_images = max(n_images, 2 * batch_size)
     rng = np.random.default_rng(seed)
-
-    def random_dataset(name, split="train", *args, **kwargs):
-        n = n_images if split == "train" else batch_size
-        images = rng.uniform(-1, 1, (n, info.num_channels, info.image_size, info.image_size)).astype(np.float32)
-        return data.Dataset(images, (np.arange(n) % info.num_classes).astype(np.int64))
-
-    argv = ["--dataset", dataset_shape, "--g-width", str(g_width), "--batch-size", str(batch_size),
-            "--device", device, "--no-progress"]
+    argv = ["--dataset", dataset_shape, "--preset", preset, "--g-width", str(g_width), "--device", device,
+            "--no-progress"] + ([] if batch_size is None else ["--batch-size", str(batch_size)])
     config = settings.resolve(settings.build_parser().parse_args(argv))
+    n_images = max(n_images, 2 * config["batch_size"])
     config["labels"] = min(config["labels"], n_images // 2)
+
+    def random_dataset(name, split="train", *args, layout="padded", **kwargs):
+        n = n_images if split == "train" else config["batch_size"]
+        if layout == "flat":
+            images = rng.uniform(0, 1, (n, MNIST_FLAT))
+        else:
+            images = rng.uniform(-1, 1, (n, info.num_channels, info.image_size, info.image_size))
+        return data.Dataset(images.astype(np.float32), (np.arange(n) % info.num_classes).astype(np.int64))
+
     with mock.patch.object(data, "load_dataset", random_dataset), \
             mock.patch.object(download, "ensure_files", lambda *a, **k: []):
         return train.setup(config, Path(tempfile.gettempdir()) / "ssgan-benchmark-unused")
 
 
 def batches(trainer):
-    """Endless (labeled indices, unlabeled indices) pairs, drawn as ``ssgan.train.train`` draws them."""
+    """Endless batches of indices, drawn as ``ssgan.train.train`` draws them: (labeled, unlabeled) pairs,
+    and for ``--preset improved`` (labeled, unlabeled, unlabeled2) triples, the second unlabeled batch
+    from a second permutation of the training set drawn right after the epoch's first."""
     from ssgan import data
 
+    n, size, rng = len(trainer.train), trainer.config["batch_size"], trainer.state.order_rng
+    improved = trainer.config["preset"] == "improved"
     while True:
-        for unlabeled_idx in data.epoch_batches(len(trainer.train), trainer.config["batch_size"],
-                                                trainer.state.order_rng):
-            yield next(trainer.state.cycler), unlabeled_idx
+        order = data.epoch_batches(n, size, rng)
+        if not improved:
+            for unlabeled_idx in order:
+                yield next(trainer.state.cycler), unlabeled_idx
+            continue
+        for unlabeled_idx, unlabeled2_idx in zip(order, data.epoch_batches(n, size, rng)):
+            yield next(trainer.state.cycler), unlabeled_idx, unlabeled2_idx
 
 
 def _sync(device):
@@ -114,10 +149,10 @@ def timed_steps(trainer, pairs, steps, clock=time.perf_counter):
     device = trainer.config["device"]
     times = []
     for _ in range(steps):
-        labeled_idx, unlabeled_idx = next(pairs)
+        indices = next(pairs)
         _sync(device)
         t0 = clock()
-        trainer.step(labeled_idx, unlabeled_idx)
+        trainer.step(*indices)
         _sync(device)
         times.append(clock() - t0)
     return times
@@ -197,7 +232,8 @@ def measure_peak(device, threads, clock=time.perf_counter):
 
 
 def minigrad_worker(args):
-    """The worker process: one Trainer, answering "setup", "warmup" and "round" (benchmarks/common.py)."""
+    """The worker process: one Run, answering "setup", "flops", "peak", "warmup" and "round"
+    (benchmarks/common.py)."""
     import minigrad as mg
     import numba
     import numpy as np
@@ -205,20 +241,24 @@ def minigrad_worker(args):
     if args.device == "cuda" and not mg.cuda_available():
         common.serve({"setup": lambda cmd: {"error": "--device cuda: CuPy is not installed or sees no GPU"}})
         return
-    trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device)
+    trainer = make_trainer(args.dataset_shape, args.g_width, args.batch_size, args.device, preset=args.preset)
     pairs = batches(trainer)
     clock = common.CLOCKS[args.clock]
 
-    def setup(cmd):
+    def flops(cmd):
         counts = count_step_flops(trainer, pairs)   # also the first warm-up step (numba loads its cache)
         return {"flops": counts["forward"] + counts["backward"], "flops_forward": counts["forward"],
-                "flops_by_op": counts["by_op"], "peak_gflops": measure_peak(args.device, args.threads, clock),
-                "numpy": np.__version__, "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
-                "minigrad": getattr(mg, "__version__", "?"),
-                "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}}
+                "flops_by_op": counts["by_op"], "batch_size": trainer.config["batch_size"]}
+
+    def setup(cmd):
+        return dict(flops(cmd), peak_gflops=measure_peak(args.device, args.threads, clock),
+                    numpy=np.__version__, numba=numba.__version__, numba_threads=numba.get_num_threads(),
+                    minigrad=getattr(mg, "__version__", "?"),
+                    env={k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")})
 
     common.serve({
         "setup": setup,
+        "flops": flops,
         "peak": lambda cmd: {"peak_gflops": measure_peak(args.device, args.threads, clock)},
         "warmup": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"], clock)},
         "round": lambda cmd: {"times": timed_steps(trainer, pairs, cmd["steps"], clock)},
@@ -226,6 +266,11 @@ def minigrad_worker(args):
 
 
 # ------------------------------------------------------------------------------------------ the driver
+# The PyTorch mirror of each (preset, dataset shape); the improved SVHN step has none (minigrad alone).
+TORCH_MIRRORS = {("default", "svhn"): "benchmarks.torch_ssgan", ("default", "mnist"): "benchmarks.torch_ssgan",
+                 ("improved", "mnist"): "benchmarks.torch_improved"}
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_step",
                                 description="Time complete ssgan training steps, minigrad vs PyTorch.",
@@ -233,10 +278,16 @@ def build_parser():
                                 epilog="Read the module docstring (benchmarks/train_step.py) for what is timed "
                                        "and how FLOPs are counted.")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--dataset-shape", choices=DATASET_SHAPES, default="svhn",
-                   help="svhn: 3x32x32 images; mnist: 1x32x32 (default svhn)")
-    p.add_argument("--g-width", type=int, default=32, help="generator width m (default 32; 128 is the other width measured)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="default: the seed model's step (PyTorch mirror: benchmarks/torch_ssgan.py); improved: "
+                        "Improved-GAN's step (mirror of the MNIST step: benchmarks/torch_improved.py; the SVHN "
+                        "step is timed for minigrad alone). Default: default")
+    p.add_argument("--dataset-shape", choices=DATASET_SHAPES, default=None,
+                   help="svhn: 3x32x32 images; mnist: 1x32x32, or flat 784-vectors with --preset improved "
+                        "(default svhn; with --preset improved mnist)")
+    p.add_argument("--g-width", type=int, default=32,
+                   help="default preset: generator width m (default 32; 128 is the other width measured)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's (128; improved: 100)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before the first round (default 3)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per framework, alternating (default 3)")
@@ -245,6 +296,8 @@ def build_parser():
     p.add_argument("--pause", type=float, default=0.5,
                    help="seconds of rest between rounds, so the last round's threads are asleep (default 0.5)")
     p.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall", help=common.CLOCK_HELP)
+    p.add_argument("--flops-only", action="store_true",
+                   help="build the step, count minigrad's FLOPs of one step, print them and exit (nothing timed)")
     p.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch even when it is installed")
     p.add_argument("--minigrad-env", action="append", default=[], metavar="NAME=VALUE",
@@ -255,8 +308,24 @@ def build_parser():
 
 
 def _worker_args(args):
-    return ["--worker", "--device", args.device, "--dataset-shape", args.dataset_shape, "--g-width", args.g_width,
-            "--batch-size", args.batch_size, "--threads", args.threads, "--clock", args.clock]
+    return (["--worker", "--device", args.device, "--preset", args.preset, "--dataset-shape", args.dataset_shape,
+             "--g-width", args.g_width, "--threads", args.threads, "--clock", args.clock]
+            + ([] if args.batch_size is None else ["--batch-size", args.batch_size]))
+
+
+def _torch_worker_args(args, batch_size):
+    """The command line of the PyTorch worker (``batch_size``: the one minigrad's run resolved)."""
+    common_args = ["--worker", "--device", args.device, "--batch-size", batch_size, "--threads", args.threads,
+                   "--clock", args.clock]
+    if args.preset == "improved":
+        return common_args
+    return common_args + ["--dataset-shape", args.dataset_shape, "--g-width", args.g_width]
+
+
+def _step_name(args, batch_size):
+    if args.preset == "improved":
+        return f"ssgan --preset improved step, {args.dataset_shape}, batch {batch_size}"
+    return f"ssgan step, {args.dataset_shape} shape, batch {batch_size}, generator width {args.g_width}"
 
 
 def _row(name, times, flops, peak, batch_size):
@@ -273,16 +342,20 @@ def main(argv=None):
     if args.worker:
         return minigrad_worker(args)
     for name in ("steps", "rounds", "threads", "batch_size", "g_width"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             build_parser().error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
         build_parser().error("--warmup must be at least 0")
+    if args.dataset_shape is None:
+        args.dataset_shape = "mnist" if args.preset == "improved" else "svhn"
 
     try:
         extra_env = dict(item.split("=", 1) for item in args.minigrad_env)
     except ValueError:
         build_parser().error(f"--minigrad-env takes NAME=VALUE, got {args.minigrad_env}")
-    use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    mirror = TORCH_MIRRORS.get((args.preset, args.dataset_shape))
+    use_torch = (not args.no_torch and not args.flops_only and mirror is not None
+                 and importlib.util.find_spec("torch") is not None)
     command = "python -m benchmarks.train_step " + " ".join(sys.argv[1:] if argv is None else argv)
     report = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "machine": common.cpu_model(), "python": platform.python_version(), "options": vars(args),
@@ -295,13 +368,19 @@ def main(argv=None):
         workers = {"minigrad": stack.enter_context(
             common.Worker("minigrad", "benchmarks.train_step", _worker_args(args), args.threads, extra_env))}
         try:
-            report["minigrad"] = workers["minigrad"].call("setup")
+            report["minigrad"] = workers["minigrad"].call("flops" if args.flops_only else "setup")
         except common.WorkerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        batch_size = report["minigrad"]["batch_size"]
+        if args.flops_only:
+            return _print_flops(args, report)
+        if mirror is None and not args.no_torch:
+            print(f"PyTorch not compared: there is no PyTorch mirror of the --preset {args.preset} "
+                  f"{args.dataset_shape} step (minigrad alone)", flush=True)
         if use_torch:
             workers["torch"] = stack.enter_context(
-                common.Worker("torch", "benchmarks.torch_ssgan", _worker_args(args), args.threads))
+                common.Worker("torch", mirror, _torch_worker_args(args, batch_size), args.threads))
             report["torch"] = workers["torch"].call("setup")
             if "unavailable" in report["torch"]:
                 print(f"PyTorch not compared: {report['torch'].pop('unavailable')}", flush=True)
@@ -330,12 +409,12 @@ def main(argv=None):
     for name in rounds:
         all_times = [t for rnd in rounds[name] for t in rnd]
         label = name if name == "minigrad" else f"PyTorch {report['torch']['version']}"
-        row, summaries[name] = _row(label, all_times, flops, peak, args.batch_size)
+        row, summaries[name] = _row(label, all_times, flops, peak, batch_size)
         rows.append(row)
     report["rounds"] = rounds
     report["summary"] = summaries
 
-    print(f"\nssgan step, {args.dataset_shape} shape, batch {args.batch_size}, generator width {args.g_width}, "
+    print(f"\n{_step_name(args, batch_size)}, "
           f"device {args.device}: {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up steps"
           + ("" if args.clock == "wall" else f" (clock: {args.clock})"))
     print(common.format_table(headers, rows))
@@ -353,10 +432,25 @@ def main(argv=None):
               f"below 1: minigrad is faster")
     print(f"load average after: {report['load_after'][0]:.2f} {report['load_after'][1]:.2f} "
           f"{report['load_after'][2]:.2f}")
+    _write_json(args, report)
+    return 0
+
+
+def _write_json(args, report):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
         print(f"wrote {args.json}")
+
+
+def _print_flops(args, report):
+    """--flops-only: the counted FLOPs of one step, in all and by op."""
+    m = report["minigrad"]
+    print(f"\n{_step_name(args, m['batch_size'])}: {m['flops'] / 1e9:.4f} GFLOP/step counted "
+          f"({m['flops']} FLOPs; forward products {m['flops_forward'] / 1e9:.4f}, backward products "
+          f"{(m['flops'] - m['flops_forward']) / 1e9:.4f})")
+    print("by op: " + ", ".join(f"{name} {v / 1e9:.4f}" for name, v in sorted(m["flops_by_op"].items())))
+    _write_json(args, report)
     return 0
 
 

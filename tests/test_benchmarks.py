@@ -1,5 +1,6 @@
 """The training-step benchmark's machinery (benchmarks/common.py, train_step.py, torch_ssgan.py,
-profile_step.py): statistics, the FLOP count, the PyTorch mirror of the model, the profiler's patching.
+torch_improved.py, profile_step.py): statistics, the FLOP count, the PyTorch mirrors of the models, the
+profiler's patching.
 
 Nothing here times anything or asserts a speed: the benchmarks' figures live in benchmarks/RESULTS.md.
 """
@@ -126,20 +127,174 @@ def test_torch_mirror_has_the_same_parameters_and_buffers(dataset_shape, g_width
         assert our_shapes == their_shapes
 
 
-def test_profiler_restores_everything_and_accounts_for_the_step(small_trainer):
-    from minigrad import autograd, optim
+def _patched_by_the_profiler():
+    from minigrad import autograd, averaging, optim
+    from minigrad import functional as mgF
+    from minigrad import random as mg_random
+    from minigrad.nn import utils
     from minigrad.ops import conv
 
+    return (autograd.Function.__dict__["apply"], autograd.backward, conv.Conv2d.__dict__["forward"],
+            optim.Adam.__dict__.get("step"), optim.Optimizer.__dict__["step"], mg_random.normal_noise,
+            mgF.gaussian_noise, utils._WeightNormHook.__dict__["__call__"],
+            averaging.AveragedModel.__dict__["update_parameters"])
+
+
+def test_profiler_restores_everything_and_accounts_for_the_step(small_trainer):
     trainer, pairs = small_trainer
-    saved = (autograd.Function.__dict__["apply"], autograd.backward, conv.Conv2d.__dict__["forward"],
-             optim.Adam.__dict__.get("step"), optim.Optimizer.__dict__["step"])
+    saved = _patched_by_the_profiler()
     with StepProfiler() as prof:
         trainer.step(*next(pairs))
-    assert saved == (autograd.Function.__dict__["apply"], autograd.backward, conv.Conv2d.__dict__["forward"],
-                     optim.Adam.__dict__.get("step"), optim.Optimizer.__dict__["step"])
+    assert saved == _patched_by_the_profiler()
     assert prof.calls[("forward", "conv2d")] == 3 * 6 and prof.calls[("forward", "conv_transpose2d")] == 3
     assert prof.calls[("optimizer", "Optimizer")] == 2 and prof.calls[("engine", "")] == 2
     total = sum(prof.times.values()) + 0.5
     rows = category_table(total, prof, steps=1)
     assert rows[-1][0] == "total (one step)"
     assert abs(sum(float(r[1]) for r in rows[:-1]) - total * 1e3) < 0.1 * len(rows)
+
+
+# ------------------------------------------------------------------------------------ --preset improved
+MNIST_D = (784, 1000, 500, 250, 250, 250, 10)     # MnistDiscriminator's dense layers; features: fc5's output
+MNIST_G = (100, 500, 500, 784)                     # MnistGenerator's
+
+
+def _dense_macs(rows, sizes):
+    """Multiply-accumulates of one product per layer of a dense stack (rows x in x out each)."""
+    return [rows * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def improved_mnist_flops(b):
+    """FLOPs of the matrix products of one ``--preset improved`` MNIST step with batch ``b``, from the layer
+    sizes: (forward, backward)."""
+    d, g = (lambda rows: _dense_macs(rows, MNIST_D)), (lambda rows: _dense_macs(rows, MNIST_G))
+    forward = (sum(g(b)) + sum(d(3 * b))          # D step: fake = G(z); D on the stacked 3b rows
+               + sum(g(b)) + 2 * sum(d(b)))       # G step: fake2 = G(z2); D on x_unl2 (no graph) and on fake2
+    backward = (sum(d(3 * b))                     # D step: every layer's weight gradient ...
+                + sum(d(3 * b)[1:])               # ... and input gradients, except fc1's (images need none)
+                + sum(d(b)[:-1])                  # G step, D frozen: input gradients only, fc1..fc5 (the
+                                                  # class layer is off the features' path)
+                + sum(g(b))                       # G's weight gradients
+                + sum(g(b)[1:]))                  # G's input gradients, except fc1's (z needs none)
+    return 2 * forward, 2 * backward
+
+
+def _conv_macs(n, c_in, c_out, k, out_hw):
+    return n * c_out * out_hw * out_hw * c_in * k * k
+
+
+def improved_svhn_flops(b):
+    """The same for the ``--preset improved`` SVHN step: SvhnDiscriminator's convolutions (3x3; output
+    sizes 32, 32, 16, 16, 16, 8 and 6 'valid'), its two 1x1 NIN layers and the 128 -> 10 class layer;
+    SvhnGenerator's dense 100 -> 4*4*512 and 5x5 transposed convolutions 512 -> 256 -> 128 -> 3 on 4x4,
+    8x8 and 16x16 inputs (MACs: input positions x Cin x Cout x 25)."""
+    convs = ((3, 64, 32), (64, 64, 32), (64, 64, 16), (64, 128, 16), (128, 128, 16), (128, 128, 8), (128, 128, 6))
+
+    def d(n):   # per layer, in order; the last entry is the class layer
+        return ([_conv_macs(n, a, c, 3, hw) for a, c, hw in convs] + [_conv_macs(n, 128, 128, 1, 6)] * 2
+                + [n * 128 * 10])
+
+    def g(n):
+        return [n * 100 * 4 * 4 * 512] + [n * a * hw * hw * c * 25 for a, c, hw in ((512, 256, 4), (256, 128, 8),
+                                                                                     (128, 3, 16))]
+    forward = sum(g(b)) + sum(d(3 * b)) + sum(g(b)) + 2 * sum(d(b))
+    backward = sum(d(3 * b)) + sum(d(3 * b)[1:]) + sum(d(b)[:-1]) + sum(g(b)) + sum(g(b)[1:])
+    return 2 * forward, 2 * backward
+
+
+@pytest.fixture(scope="module")
+def improved_trainer():
+    return make_trainer("mnist", preset="improved")
+
+
+def test_improved_benchmark_builds_the_improved_run_on_flat_random_images(improved_trainer):
+    from ssgan import train
+    from ssgan.models_improved import MnistDiscriminator, MnistGenerator
+
+    trainer = improved_trainer
+    assert type(trainer) is train.Run and trainer.config["preset"] == "improved"
+    assert trainer.config["batch_size"] == 100 and trainer.config["lr"] == 3e-3 and trainer.config["beta1"] == 0.5
+    images = trainer.train.images
+    assert images.shape == (1280, 784) and images.dtype == np.float32 and 0 <= images.min() < images.max() <= 1
+    assert isinstance(trainer.models["D"], MnistDiscriminator) and isinstance(trainer.models["G"], MnistGenerator)
+    assert "D_ema" in trainer.models
+
+
+def test_improved_batches_are_triples_from_two_permutations_per_epoch(improved_trainer):
+    trainer = improved_trainer
+    triples = batches(trainer)
+    epoch = [next(triples) for _ in range(trainer.steps_per_epoch)]
+    assert all(len(t) == 3 and all(len(i) == 100 for i in t) for t in epoch)
+    for stream in (1, 2):   # each unlabeled stream: one permutation of the training set, cut into batches
+        seen = np.concatenate([t[stream] for t in epoch])
+        assert len(np.unique(seen)) == len(seen) == trainer.steps_per_epoch * 100
+    assert not np.array_equal(epoch[0][1], epoch[0][2])
+    assert np.isin(np.concatenate([t[0] for t in epoch]), trainer.labeled).all()
+
+
+def test_improved_step_runs_with_finite_losses(improved_trainer):
+    out = improved_trainer.step(*next(batches(improved_trainer)))
+    assert all(np.isfinite(v) for v in (out.d_loss, out.d_loss_class, out.d_loss_real, out.d_loss_fake, out.g_loss))
+    assert out.labeled == 100 and 0 <= out.correct <= 100
+
+
+def test_improved_mnist_counted_flops_equal_the_hand_count(improved_trainer):
+    counts = count_step_flops(improved_trainer, batches(improved_trainer))
+    forward, backward = improved_mnist_flops(100)
+    assert (counts["forward"], counts["backward"]) == (forward, backward)
+    assert counts["by_op"] == {"linear": forward + backward} and forward + backward == 3_760_300_000
+
+
+def test_improved_svhn_counted_flops_equal_the_hand_count():
+    trainer = make_trainer("svhn", preset="improved", batch_size=4, n_images=40)   # init on 20 labeled images
+    assert trainer.train.images.shape == (40, 3, 32, 32)
+    counts = count_step_flops(trainer, batches(trainer))
+    assert (counts["forward"], counts["backward"]) == improved_svhn_flops(4)
+    assert sum(improved_svhn_flops(100)) == 376_893_798_400     # the figure --flops-only prints for batch 100
+
+
+def test_flops_only_prints_the_improved_mnist_count(capsys):
+    from benchmarks import train_step
+
+    assert train_step.main(["--preset", "improved", "--threads", "1", "--flops-only"]) == 0
+    out = capsys.readouterr().out
+    assert "--preset improved step, mnist, batch 100: 3.7603 GFLOP/step" in out and "3760300000 FLOPs" in out
+
+
+@needs_torch
+def test_improved_flops_equal_pytorch_flop_counter_on_the_mirror():
+    from benchmarks.torch_improved import TorchImproved
+
+    ref = TorchImproved(batch_size=100)
+    assert ref.count_flops() == sum(improved_mnist_flops(100))
+    out = ref.step(*ref.indices())
+    assert all(np.isfinite(v) for k, v in out.items() if k != "correct")
+
+
+@needs_torch
+def test_improved_mirror_has_the_same_parameters_and_buffers():
+    from benchmarks.torch_improved import TorchImproved
+    from ssgan.models_improved import MnistDiscriminator, MnistGenerator
+
+    ref = TorchImproved(batch_size=8)
+    for ours, theirs in ((MnistGenerator(), ref.G), (MnistDiscriminator(), ref.D)):
+        assert ({k: tuple(np.shape(v)) for k, v in ours.state_dict().items()}
+                == {k: tuple(v.shape) for k, v in theirs.state_dict().items()})
+        assert ([(tuple(p.shape), p.requires_grad) for p in ours.parameters()]
+                == [(tuple(p.shape), p.requires_grad) for p in theirs.parameters()])   # same trained set, order
+
+
+def test_profiler_charges_noise_weight_norm_and_the_average(improved_trainer):
+    trainer = improved_trainer
+    saved = _patched_by_the_profiler()
+    with StepProfiler() as prof:
+        trainer.step(*next(batches(trainer)))
+    assert saved == _patched_by_the_profiler()
+    # 3 D passes x 6 noise layers; weight norm: 3 D passes x 6 layers + 2 G passes x its output layer
+    assert prof.calls[("kernel", "normal_noise")] == prof.calls[("tag", "noise")] == 18
+    assert prof.calls[("tag", "weight norm")] == 20 and prof.calls[("average", "update_parameters")] == 1
+    assert prof.calls[("forward", "add [noise]")] == 18 and prof.calls[("forward", "linear")] == 24
+    assert prof.calls[("backward", "mul [weight norm]")] > 0
+    rows = {r[0]: float(r[1]) for r in category_table(1.0, prof, steps=1)}
+    assert all(rows[c] > 0 for c in ("GEMM", "parameter average", "optimizer")
+               ) and any("weight norm" in c and v > 0 for c, v in rows.items())

@@ -67,7 +67,7 @@ CATEGORY_OF_KERNEL = {
 CATEGORIES = ("GEMM", "unfold/fold (im2col, col2im)", "layout copies, bias sums", "batch norm", "dropout",
               CATEGORY_OF_TAG["noise"], CATEGORY_OF_TAG["weight norm"],
               "elementwise", "reductions", "losses", "shape ops", "optimizer", "parameter average",
-              "graph: Function.apply + backward walk", "other Python (modules, step code, .item())")
+              "graph: Function.apply + backward walk", "other Python (modules, step code, reading the losses)")
 KERNEL_NAMES = ("im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum")
 
 

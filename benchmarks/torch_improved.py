@@ -21,8 +21,8 @@ only the what is repeated here):
   Then a fresh ``fake2 = G(z2)``; D's features of the second unlabeled batch without a graph, and of
   ``fake2`` with D's parameters frozen (``requires_grad_(False)``: no weight gradient of D);
   ``L_G = mean_j (mean f_j(x_unl2) - mean f_j(fake2))^2``; Adam on G. Adam(lr 3e-3, betas (0.5, 0.999))
-  for both; the loss values are read with ``.item()`` and the labeled batch's accuracy is counted, where
-  minigrad's step reads them.
+  for both. The five losses and the labeled batch's correct count are gathered into one float64 vector
+  and read once, at the end of the step, as ``ssgan.steps.read_once`` does.
 
 Two differences of form, not of work: the weight norm of D's layers is ``torch._weight_norm``, the
 function ``torch.nn.utils.weight_norm`` itself calls (the generator's output layer, which needs eps under
@@ -191,7 +191,6 @@ class TorchImproved:
         loss_fake = F.binary_cross_entropy_with_logits(lse_fake, torch.zeros_like(lse_fake)) * 0.5
         loss_class = F.cross_entropy(logits[:n_lab], y_lab, reduction="sum") / float(n_lab)
         d_total = loss_class + loss_real + loss_fake
-        d_value = d_total.item()
         self.opt_d.zero_grad()
         d_total.backward()
         self.opt_d.step()
@@ -207,7 +206,6 @@ class TorchImproved:
             _, features_fake = D(fake2)
             gap = features_real.mean(dim=0) - features_fake.mean(dim=0)
             g_loss = (gap * gap).mean()
-            g_value = g_loss.item()
             self.opt_g.zero_grad()
             g_loss.backward()
         finally:
@@ -215,9 +213,13 @@ class TorchImproved:
                 p.requires_grad_(True)
         self.opt_g.step()
 
-        correct = int((logits.detach()[:n_lab].argmax(dim=1) == y_lab).sum())
-        return {"d_loss": d_value, "d_loss_class": loss_class.item(), "d_loss_real": loss_real.item(),
-                "d_loss_fake": loss_fake.item(), "g_loss": g_value, "correct": correct}
+        # the step's scalars, gathered and read once at its end (in float64), as ssgan.steps.read_once
+        correct = (logits.detach()[:n_lab].argmax(dim=1) == y_lab).sum()
+        names = ("d_loss", "g_loss", "d_loss_class", "d_loss_real", "d_loss_fake")
+        with torch.no_grad():
+            values = torch.stack([t.detach().double() for t in (d_total, g_loss, loss_class, loss_real, loss_fake)]
+                                 + [correct.double()]).tolist()
+        return dict(zip(names, values), correct=int(round(values[-1])))
 
     def sync(self):
         if self.device.type == "cuda":

@@ -14,7 +14,7 @@ Exactly what ``python -m ssgan.train`` runs per step: :meth:`ssgan.train.Run.ste
 ``--g-width`` and ``--device`` set from this command), on random images of the dataset's shape instead
 of the dataset files (:func:`make_trainer`). One step is one discriminator update (D on 2B real and B
 generated images, Adam) and one generator update (frozen D on the B generated images, feature matching,
-Adam), including the batch gather, the ``.item()`` reads and the accuracy count; see ``ssgan/train.py``.
+Adam), including the batch gather, reading the losses and the accuracy count; see ``ssgan/train.py``.
 The PyTorch side (``benchmarks/torch_ssgan.py``) is the same model and step, layer for layer.
 
 ``--preset improved`` times the step of ``python -m ssgan.train --preset improved`` in the same way (the

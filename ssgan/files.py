@@ -88,7 +88,8 @@ def remove_orphan_temporaries(*folders) -> list:
         folder = Path(folder)
         if not folder.is_dir():
             continue
-        for p in folder.glob(f".*{TEMP_SUFFIX}"):
+        # (``.checkpoint.npz.*.tmp``: the name earlier versions gave a checkpoint being written)
+        for p in [*folder.glob(f".*{TEMP_SUFFIX}"), *folder.glob(".checkpoint.npz.*.tmp")]:
             try:
                 p.unlink()
                 removed.append(p)

@@ -170,10 +170,13 @@ def train(run: Run) -> int:
 
     c, s, B = run.config, run.state, run.config["batch_size"]
     log = tqdm.write
-    if s.epoch >= c["epochs"] or (c["max_steps"] is not None and s.step >= c["max_steps"]):
-        log(f"nothing to do: the run is at epoch {s.epoch + 1} of {c['epochs']}, step {s.step}"
-            + (f" (--max-steps {c['max_steps']}: give a larger one, or 0 for no limit)" if c["max_steps"] else
-               " (give a larger --epochs to train on)"))
+    if s.epoch >= c["epochs"]:
+        log(f"nothing to do: the run has done its {c['epochs']} epochs (step {s.step}); give a larger --epochs "
+            "to train on")
+        return 0
+    if c["max_steps"] is not None and s.step >= c["max_steps"]:
+        log(f"nothing to do: the run is at step {s.step} of --max-steps {c['max_steps']} (in epoch {s.epoch + 1}); "
+            "give a larger --max-steps, or 0 for no limit")
         return 0
     with StopRequests() as stop:
         while s.epoch < c["epochs"]:
@@ -320,13 +323,10 @@ def main(argv=None) -> int:
         saved = _prepare_out(out, args.resume)
         config = settings.resolve(args, saved[1].get("config") if saved else None)
         config["data_dir"] = str(download.resolve_data_dir(config["data_dir"]).resolve())
-        if config["device"] == "cuda":
-            ok, reason = mg.cuda_available(), "CuPy is not installed or sees no GPU"
-            if not ok:
-                raise TrainingError(f"--device cuda: {reason} (see README.md, 'Set up'); use --device cpu")
+        if config["device"] == "cuda" and not mg.cuda_available():
+            raise TrainingError("--device cuda: CuPy is not installed or sees no GPU (README.md, 'Set up'); use --device cpu")
         out.mkdir(parents=True, exist_ok=True)
         removed = files.remove_orphan_temporaries(out, out / OUTPUTS["samples"])
-        removed += [p for p in out.glob(".checkpoint.npz.*.tmp") if p.unlink() is None]
         if removed:
             print(f"removed {len(removed)} temporary file(s) left by an earlier process that was killed")
         run = setup(config, out, saved)

@@ -324,7 +324,7 @@ def main(argv=None) -> int:
         config = settings.resolve(args, saved[1].get("config") if saved else None)
         config["data_dir"] = str(download.resolve_data_dir(config["data_dir"]).resolve())
         if config["device"] == "cuda" and not mg.cuda_available():
-            raise TrainingError("--device cuda: CuPy is not installed or sees no GPU (README.md, 'Set up'); use --device cpu")
+            raise TrainingError("--device cuda: CuPy is not installed or sees no GPU (README.md, 'Set up')")
         out.mkdir(parents=True, exist_ok=True)
         removed = files.remove_orphan_temporaries(out, out / OUTPUTS["samples"])
         if removed:

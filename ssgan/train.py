@@ -21,6 +21,7 @@ curves and a checkpoint. Ctrl-C or SIGTERM finishes the step, writes a checkpoin
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -184,7 +185,7 @@ def train(run: Run) -> int:
             ckpt.set_rng_state_json(s.order_rng, s.epoch_order_state)
             order = data.epoch_batches(len(run.train), B, s.order_rng, start_batch=s.position)
             order2 = (data.epoch_batches(len(run.train), B, s.order_rng, start_batch=s.position)
-                      if c["preset"] == "improved" else iter(lambda: None, 0))
+                      if c["preset"] == "improved" else itertools.repeat(None))
             for opt in run.optimizers.values():
                 opt.param_groups[0]["lr"] = run.lr()
             left = run.steps_per_epoch - s.position
@@ -232,9 +233,8 @@ def train(run: Run) -> int:
 
 def end_of_period(run: Run, complete: bool, log) -> dict:
     """Evaluate, append the metrics line, draw the samples and the curves."""
-    c, s = run.config, run.state
+    c, s, models = run.config, run.state, run.models
     t0 = time.perf_counter()
-    models = run.models
     bs = c["batch_size"] if c["preset"] == "notebook" else EVAL_BATCH_SIZE   # notebook: batch statistics
     accuracy = lambda m, ds, idx=slice(None): float(np.mean(  # noqa: E731
         predict(m, ds.images[idx], bs, c["device"]) == ds.labels[idx]))

@@ -34,8 +34,12 @@ How it fits together
   3. *Accumulating out of place*: when a tensor feeds several ops, its gradients are added with
      ``a + b`` into a new array, so no array an op returned (or saved) is ever modified behind its back.
      The other half of that contract: an op must not write into the gradient it receives (the same
-     array may also be on its way to another op). On NumPy the engine hands ``backward`` a read-only
-     view, so a violation fails loudly instead of corrupting another branch's gradient.
+     array may also be on its way to another op). The engine hands ``backward`` a read-only view
+     wherever the array type has a writeable flag, so a violation fails loudly instead of corrupting
+     another branch's gradient. NumPy arrays have that flag; CuPy arrays have none (a view cannot be made
+     read-only on the GPU, and a copy per node would cost a kernel and memory), so on the GPU the rule is
+     held by the tests: the CuPy stand-in they run every op's CUDA path on (``tests/fake_cupy.py``) keeps
+     NumPy's flag, and the engine's read-only views reach the CUDA code there as they do on the CPU.
 
   Unless ``retain_graph=True``, each node's saved arrays and input links are dropped as soon as the
   node has been used, so memory is returned while the walk goes on.
@@ -241,9 +245,10 @@ def backward(root, grad, retain_graph=False):
         if node is None:
             continue
 
-        if isinstance(g, np.ndarray) and g.flags.writeable:
+        if getattr(g.flags, "writeable", False):
             # The same gradient array may reach several ops (Add hands one array to both inputs), so an
-            # op must never write into the gradient it is given: hand it a read-only view to enforce that.
+            # op must never write into the gradient it is given: hand it a read-only view to enforce that
+            # (where the array type has the flag; CuPy's has not, see rule 3 above).
             g = g.view()
             g.flags.writeable = False
         input_grads = node.fn.backward(node, g)

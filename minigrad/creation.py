@@ -9,14 +9,19 @@ from .ops.shape import Cat, Stack
 from .tensor import Tensor, _shape_args
 
 
-def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A new tensor from data (Python numbers, nested lists, NumPy/CuPy arrays, a Tensor).
 
     Python floats become float32 and NumPy float64 arrays stay float64, as ``torch.tensor`` does;
     Python ints become int64. ``dtype`` overrides both. Like ``torch.tensor`` it always copies: the new
     tensor never shares memory with the array (or Tensor) it was made from.
+
+    ``device=None`` keeps the data where it is: a CuPy array (or a CUDA Tensor) gives a CUDA tensor, a copy
+    made on the GPU; anything else a CPU tensor. Pass ``device`` to move it.
     """
     source = data.data if isinstance(data, Tensor) else data
+    if device is None:
+        device = backend.device_of(source) if backend.is_array(source) else "cpu"
     t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
     if t.data is source:  # no conversion happened, so the caller's array came through as it was
         t.data = t.data.copy()

@@ -17,7 +17,7 @@ from .ops import loss as _loss
 from .ops import matmul as _mm
 from .ops import norm as _norm
 from .ops import shape as _shape
-from .backend import module_for
+from .backend import device_of, is_array, module_for
 from .tensor import Tensor
 
 __all__ = [
@@ -99,7 +99,15 @@ def cross_entropy(logits, target, reduction="mean", ignore_index=-100, sample_we
     """
     _loss._check_reduction("cross_entropy", reduction)
     _tensor(logits, "cross_entropy", "logits")
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target), device=logits.device)
+    if not isinstance(target, Tensor):
+        if not is_array(target) or device_of(target) == "cpu":
+            # host targets are checked here, on the host, before they are copied to the logits' device
+            host = np.asarray(target)
+            if logits.ndim == 2:
+                _loss.check_target_shape(host, logits.shape[0])
+                _loss.check_target_values(host, *logits.shape, ignore_index)
+            target = host
+        target = Tensor(target, device=logits.device)
     args = (logits, target)
     if sample_weight is not None:
         sw = sample_weight if isinstance(sample_weight, Tensor) else Tensor(sample_weight, device=logits.device)

@@ -88,13 +88,19 @@ def supports(*arrays) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels():
-    """Build (once) the two ElementwiseKernels; CuPy compiles each per dtype on first launch."""
-    cp = cupy_module()
+def _kernels(cp):
+    """Build (once per array module) the two ElementwiseKernels; CuPy compiles each per dtype on first launch."""
     im2col_kernel = cp.ElementwiseKernel("raw T x, " + GEOMETRY_PARAMS, "T col", IM2COL_BODY, "minigrad_im2col")
     col2im_kernel = cp.ElementwiseKernel("raw T cols, raw T bias, " + GEOMETRY_PARAMS, "T img", COL2IM_BODY,
                                          "minigrad_col2im")
     return im2col_kernel, col2im_kernel
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_bias(cp, dtype, channels):
+    """A zero bias for col2im without one, made once per (module, dtype, channels) and only ever read: a
+    ``zeros`` per call would be one more launch for nothing."""
+    return cp.zeros(channels, dtype=dtype)
 
 
 def _geometry(image_shape, kernel_size, stride, padding):
@@ -112,7 +118,7 @@ def im2col(x, kernel_size, stride, padding):
     n, c, _, _, kh, kw, _, _, _, _, oh, ow = geometry
     cols = cp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     if cols.size:
-        _kernels()[0](x, *geometry, cols)
+        _kernels(cp)[0](x, *geometry, cols)
     return cols
 
 
@@ -125,10 +131,10 @@ def col2im(cols, image_shape, kernel_size, stride, padding, bias=None, out=None)
     if tuple(cols.shape) != (c * kh * kw, n * oh * ow):  # the kernel does not check its indices
         raise ValueError(f"col2im: a column matrix of shape {tuple(cols.shape)} does not fit images "
                          f"{tuple(image_shape)} with kernel {kernel_size}, stride {stride}, padding {padding}")
-    bias = cp.zeros(c, dtype=cols.dtype) if bias is None else cp.ascontiguousarray(bias, dtype=cols.dtype)
+    bias = _zero_bias(cp, cols.dtype, c) if bias is None else cp.ascontiguousarray(bias, dtype=cols.dtype)
     img = cp.empty(tuple(image_shape), dtype=cols.dtype) if out is None else out
     if tuple(img.shape) != tuple(image_shape) or img.dtype != cols.dtype or not img.flags.c_contiguous:
         raise ValueError(f"col2im: out must be a C-contiguous {cols.dtype} array of shape {tuple(image_shape)}")
     if img.size:
-        _kernels()[1](cols, bias, *geometry, img)
+        _kernels(cp)[1](cols, bias, *geometry, img)
     return img

@@ -2,6 +2,8 @@
 ``minigrad/testing/entries_loss.py``)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
 from ..backend import array_module
 from .elementwise import stable_sigmoid
@@ -15,6 +17,22 @@ def _check_reduction(op, reduction):
         raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def check_target_shape(target, n):
+    """Cross-entropy's target must be an integer array of shape (N,) (any array module: shape and dtype only)."""
+    if tuple(target.shape) != (n,) or target.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: target must be an integer tensor of shape ({n},), "
+                         f"got shape {tuple(target.shape)} and dtype {target.dtype}")
+
+
+def check_target_values(target: np.ndarray, n, c, ignore_index):
+    """Every target of a *host* (NumPy) array that is not ``ignore_index`` lies in [0, C): checked where the
+    targets are on the host (``F.cross_entropy`` before it copies them to the GPU, and the op on the CPU),
+    so the check never reads from the device."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= c))
+    if bad.any():
+        raise ValueError(f"cross_entropy: target values must lie in [0, {c}) for logits of shape {(n, c)}")
+
+
 class CrossEntropy(Function):
     """Cross-entropy of (N, C) logits against integer class targets (N,), from log-softmax.
 
@@ -24,6 +42,12 @@ class CrossEntropy(Function):
     adds, 'none' returns the (N,) vector.
 
     Backward: dloss_i/dz_ij = w_i * (softmax(z_i)_j - [j == t_i]), times the upstream gradient.
+
+    Targets outside [0, C) (other than ``ignore_index``): a ValueError for host (NumPy) targets. A target
+    already on the GPU cannot be checked without reading it back (a stall every step), so there an
+    out-of-range target gets the weight NaN instead: its loss, the reduced loss and its gradient row are
+    NaN, which the caller's finite check sees (ssgan's one read per step does). ``F.cross_entropy`` checks
+    host targets before copying them to the GPU, so only targets made on the GPU take that path.
     """
 
     name = "cross_entropy"
@@ -34,18 +58,21 @@ class CrossEntropy(Function):
         if logits.ndim != 2:
             raise ValueError(f"cross_entropy: logits must be (N, C), got shape {tuple(logits.shape)}")
         n, c = logits.shape
-        if target.shape != (n,) or target.dtype.kind not in "iu":
-            raise ValueError(f"cross_entropy: target must be an integer tensor of shape ({n},), "
-                             f"got shape {tuple(target.shape)} and dtype {target.dtype}")
+        check_target_shape(target, n)
+        if sample_weight and sample_weight[0].shape != (n,):
+            raise ValueError(f"cross_entropy: sample_weight must have shape ({n},), "
+                             f"got {tuple(sample_weight[0].shape)}")
         keep = target != ignore_index
-        if bool(((target < 0) | (target >= c))[keep].any()):
-            raise ValueError(f"cross_entropy: target values must lie in [0, {c}) for logits of shape {(n, c)}")
         w = keep.astype(logits.dtype)
+        if xp is np:
+            check_target_values(target, n, c, ignore_index)
+            safe_target = xp.where(keep, target, 0)
+        else:   # on the GPU: no read; an out-of-range target's weight is NaN (see the class docstring)
+            in_range = (target >= 0) & (target < c)
+            safe_target = xp.where(keep & in_range, target, 0)
+            w = xp.where(in_range | ~keep, w, logits.dtype.type(np.nan))
         if sample_weight:
-            if sample_weight[0].shape != (n,):
-                raise ValueError(f"cross_entropy: sample_weight must have shape ({n},), got {tuple(sample_weight[0].shape)}")
             w = w * sample_weight[0]
-        safe_target = xp.where(keep, target, 0)
         # lse - z_t = log_s - (z_t - m): formed from the shifted logits so that log_s (at most log C) is
         # not rounded to the scale of the logits (see shifted_logsumexp).
         shifted, log_s, _, p = shifted_logsumexp(logits, (1,))

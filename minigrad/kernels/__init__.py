@@ -5,14 +5,15 @@ Kernels come in *families*, one per op family that has fast kernels. Every modul
 the same functions with the same arguments and results, and says whether it handles given arrays
 (``supports(*arrays)``):
 
-=============  ============================  =======================  ==================
+=============  ============================  =======================  ========================
 family         reference (any array module)  fast, NumPy (numba)      fast, CuPy
-=============  ============================  =======================  ==================
+=============  ============================  =======================  ========================
 conv           ``im2col.py``                 ``conv_cpu.py``          ``conv_cuda.py``
-norm           ``norm_reference.py``         ``norm_cpu.py``          the reference
-elementwise    ``elementwise_reference.py``  ``elementwise_cpu.py``   the reference
-optim          ``optim_reference.py``        ``optim_cpu.py``         the reference
-=============  ============================  =======================  ==================
+norm           ``norm_reference.py``         ``norm_cpu.py``          ``norm_cuda.py``
+elementwise    ``elementwise_reference.py``  ``elementwise_cpu.py``   ``elementwise_cuda.py``
+optim          ``optim_reference.py``        ``optim_cpu.py``         ``optim_cuda.py``
+dropout        ``dropout_reference.py``      the reference            ``dropout_cuda.py``
+=============  ============================  =======================  ========================
 
 An op asks for the module that handles its arrays, and calls it; there is no other way to reach a kernel::
 
@@ -29,6 +30,10 @@ tests that compare the two. The environment variable ``MINIGRAD_KERNELS=referenc
 Every Python function of a fast module checks the sizes of the arrays it hands to compiled code
 (``checks.py``): a wrong size is a ``ValueError`` naming the kernel and the shapes, never a read past the
 end of a buffer.
+
+The CuPy modules exist to cut kernel launches (on a GPU a small launch costs more than its work). A fast
+module may offer more than its family's interface: ``norm_cuda.py`` also runs batch norm's whole forward and
+backward passes in two kernels each (``FUSED``), and ``ops/norm.py`` hands it the whole pass.
 """
 from __future__ import annotations
 
@@ -41,9 +46,10 @@ PATHS = ("fast", "reference")
 #: family -> (reference module, fast modules in the order they are tried)
 FAMILIES = {
     "conv": ("im2col", ("conv_cpu", "conv_cuda")),
-    "norm": ("norm_reference", ("norm_cpu",)),
-    "elementwise": ("elementwise_reference", ("elementwise_cpu",)),
-    "optim": ("optim_reference", ("optim_cpu",)),
+    "norm": ("norm_reference", ("norm_cpu", "norm_cuda")),
+    "elementwise": ("elementwise_reference", ("elementwise_cpu", "elementwise_cuda")),
+    "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
+    "dropout": ("dropout_reference", ("dropout_cuda",)),
 }
 
 #: the functions every module of a family provides (tests check each module against this list)
@@ -52,6 +58,7 @@ INTERFACES = {
     "norm": ("supports", "channel_stats", "normalize", "backward_sums", "training_dx"),
     "elementwise": ("supports", "leaky_relu", "leaky_relu_backward"),
     "optim": ("supports", "adam_update"),
+    "dropout": ("supports", "dropout_mask"),
 }
 
 _path = None  # None: not chosen in code, follow $MINIGRAD_KERNELS

@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from .. import random
+from .. import kernels, random
 from ..autograd import Function
 from ..backend import array_module
 
@@ -29,20 +29,18 @@ from ..backend import array_module
 def dropout_mask(shape, p, dtype, device):
     """A dropout mask: 0 with probability ``p``, else ``1 / (1 - p)``, drawn from minigrad's generator.
 
-    A value is kept when its uniform draw ``u`` in [0, 1) satisfies ``u >= p``. On the CPU the draws are
-    float32 (``Generator.random(dtype=float32)``: half the work of float64, and a resolution of 2**-24
-    is far finer than any useful ``p``); the same seed gives the same mask.
+    A value is kept when its uniform draw ``u`` in [0, 1) satisfies ``u >= p``. The draws are float32
+    (``Generator.random(dtype=float32)`` on the CPU: half the work of float64, and a resolution of 2**-24
+    is far finer than any useful ``p``); the same seed gives the same mask. Turning the draws into the mask
+    is the ``dropout`` kernel family (``kernels/dropout_reference.py``; one kernel on the GPU,
+    ``kernels/dropout_cuda.py``).
     """
     gen = random.generator(device)
     if device == "cpu":
         u = gen.random(shape, dtype=np.float32)
     else:
         u = gen.random_sample(shape, dtype=np.float32)
-    if p >= 1.0:
-        return array_module(u).zeros(shape, dtype=dtype)
-    mask = (u >= np.float32(p)).astype(dtype)
-    mask *= np.dtype(dtype).type(1.0 / (1.0 - p))
-    return mask
+    return kernels.for_arrays("dropout", u).dropout_mask(u, p, dtype)
 
 
 def check_dropout_p(op, p):

@@ -25,9 +25,12 @@ numba path: one pass of shifted sums, see ``minigrad/kernels/norm_cpu.py``), so 
 large mean and a small spread keep their variance. Outputs and gradients are in the input's dtype.
 
 The per-channel passes are the ``norm`` kernel family (``kernels.for_arrays("norm", x)``): the array code
-of ``minigrad/kernels/norm_reference.py`` (NumPy or CuPy: the readable reference and the GPU path), and numba
-kernels that fuse each pass into one sweep over memory (``kernels/norm_cpu.py``), used for NumPy arrays
-unless ``MINIGRAD_KERNELS=reference``. This module holds the math that combines them.
+of ``minigrad/kernels/norm_reference.py`` (NumPy or CuPy: the readable reference), and numba kernels that
+fuse each pass into one sweep over memory (``kernels/norm_cpu.py``), used for NumPy arrays unless
+``MINIGRAD_KERNELS=reference``. This module holds the math that combines them. On the GPU the module the
+dispatch picks, ``kernels/norm_cuda.py``, fuses more (``FUSED``): each direction is two kernels, the
+per-channel reductions with everything done per channel (statistics, running update, coefficients,
+parameter gradients) and one elementwise pass, the same formulas as here; the op hands it the whole pass.
 """
 from __future__ import annotations
 
@@ -65,6 +68,18 @@ class BatchNorm(Function):
 
         k = kernels.for_arrays("norm", x)
         use_batch_stats = training or running_mean is None
+        ctx.use_batch_stats, ctx.count = use_batch_stats, count
+        ctx.has_weight, ctx.has_bias = has_weight, has_bias
+        ctx.fused = getattr(k, "FUSED", False)
+        if ctx.fused:
+            # the whole pass in two kernels (kernels/norm_cuda.py): statistics, running update and
+            # coefficients per channel, then the normalisation
+            y, coef, x_c = k.forward(x, weight, bias, running_mean, running_var, batch_stats=use_batch_stats,
+                                     update_running=training and running_mean is not None, momentum=momentum,
+                                     eps=eps)
+            ctx.kernel = k
+            ctx.save_for_backward(x_c, coef)
+            return y
         if use_batch_stats:
             mean, var = k.channel_stats(x)
             if training and running_mean is not None:
@@ -80,8 +95,6 @@ class BatchNorm(Function):
         gamma = weight.astype(xp.float64) if weight is not None else xp.ones(channels, dtype=xp.float64)
         beta = bias.astype(xp.float64) if bias is not None else xp.zeros(channels, dtype=xp.float64)
         ctx.save_for_backward(x, mean, invstd, gamma)
-        ctx.use_batch_stats, ctx.count = use_batch_stats, count
-        ctx.has_weight, ctx.has_bias = has_weight, has_bias
         return k.normalize(x, mean, gamma * invstd, beta)
 
     @staticmethod
@@ -102,9 +115,14 @@ class BatchNorm(Function):
         #   This needs two per-channel reductions, sum(g) and sum(g * xhat) (the same two the parameters'
         #   gradients need), then one elementwise pass.
         # * Evaluation mode (running statistics): mu and sigma are constants, so dL/dx_j = gamma g_j / sigma.
+        need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
+        if ctx.fused:   # the same formulas in two kernels (kernels/norm_cuda.py)
+            x, coef = ctx.saved_arrays
+            dx, dgamma, dbeta = ctx.kernel.backward(grad, x, coef, batch_stats=ctx.use_batch_stats, need_x=need_x,
+                                                    need_params=any(need_params))
+            return (dx,) + ((dgamma,) if ctx.has_weight else ()) + ((dbeta,) if ctx.has_bias else ())
         x, mean, invstd, gamma = ctx.saved_arrays
         k = kernels.for_arrays("norm", grad, x)
-        need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
         dx = None
         sums = None
         if ctx.use_batch_stats or any(need_params):

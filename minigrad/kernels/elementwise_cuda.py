@@ -1,0 +1,65 @@
+"""The GPU elementwise kernels (``elementwise_cuda``): LeakyReLU's two directions, one CuPy
+``ElementwiseKernel`` launch each.
+
+Same names, arguments and results as the reference in ``elementwise_reference.py`` (read that first):
+
+* forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
+* backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``, a NaN
+  input gives ``slope * g``).
+
+Written as array expressions the forward pass is a comparison, a product and a selection, three kernels
+and two temporary arrays; each kernel here reads its inputs once and writes its result once. The upstream
+gradient may be a broadcast view (``mean`` hands one on): an ``ElementwiseKernel`` reads strided inputs as
+they are, so nothing is copied first. The bodies are plain C expressions on scalars, which the tests also
+compile with the host's C compiler.
+
+CuPy is imported lazily (through ``minigrad.backend``), so this module imports on machines without it.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import backend
+
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "LEAKY_RELU_BODY", "LEAKY_RELU_BACKWARD_BODY"]
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: ``y`` from ``x`` and the slope (both of the activations' type T).
+LEAKY_RELU_BODY = "y = x > (T)0 ? x : x * slope;"
+
+#: ``dx`` from the upstream gradient ``g``, the forward input ``x`` and the slope.
+LEAKY_RELU_BACKWARD_BODY = "dx = x > (T)0 ? g : g * slope;"
+
+
+def supports(*arrays) -> bool:
+    """Whether these kernels handle the arrays: CuPy arrays of float32 or float64, all of one dtype."""
+    return all(backend.device_of(a) == "cuda" and a.dtype in DTYPES and a.dtype == arrays[0].dtype
+               for a in arrays)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(cp):
+    forward = cp.ElementwiseKernel("T x, T slope", "T y", LEAKY_RELU_BODY, "minigrad_leaky_relu")
+    backward = cp.ElementwiseKernel("T g, T x, T slope", "T dx", LEAKY_RELU_BACKWARD_BODY,
+                                    "minigrad_leaky_relu_backward")
+    return forward, backward
+
+
+def leaky_relu(x, negative_slope):
+    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere, in a new array of ``x``'s shape and dtype."""
+    cp = backend.cupy_module()
+    return _kernels(cp)[0](x, x.dtype.type(negative_slope))
+
+
+def leaky_relu_backward(grad, x, negative_slope):
+    """The input gradient of :func:`leaky_relu`: ``grad`` where ``x > 0``, ``negative_slope * grad`` elsewhere."""
+    if tuple(grad.shape) != tuple(x.shape):
+        raise ValueError(f"leaky_relu_backward: argument grad has shape {tuple(grad.shape)}, but this call needs "
+                         f"shape {tuple(x.shape)}")
+    cp = backend.cupy_module()
+    out = cp.empty(x.shape, dtype=x.dtype)       # C-contiguous, whatever the strides of grad and x
+    _kernels(cp)[1](grad, x, x.dtype.type(negative_slope), out)
+    return out

@@ -1,0 +1,455 @@
+"""The fused CUDA kernels (kernels/norm_cuda.py, optim_cuda.py, elementwise_cuda.py, dropout_cuda.py), checked
+three ways, as the convolution kernels are (tests/test_conv_kernels.py):
+
+1. **the kernel bodies compiled as C on the host**: the bodies are plain C, so they are compiled with the
+   host's C compiler (threads of a block run one after the other between the barriers, the elementwise
+   kernels loop over ``i``) and compared with the reference modules: bit for bit where the arithmetic is the
+   same (Adam, LeakyReLU, the dropout mask), to float64 rounding for batch norm's sums;
+2. **the ops on the CuPy stand-in** (tests/fake_cupy.py, which runs NumPy equivalents of the kernels): the
+   Python side of each kernel (argument order, scalar types, shapes, in-place updates) against the CPU path,
+   and the launches each op costs;
+3. **on a real GPU** (``@pytest.mark.cuda``, skipped without one): the kernels against the references.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import kernels, optim
+from minigrad.kernels import (dropout_cuda, dropout_reference, elementwise_cuda, elementwise_reference, norm_cuda,
+                              norm_reference, optim_cuda, optim_reference)
+
+import fake_cupy
+from fake_cupy import fake_cuda  # noqa: F401  (fixture)
+
+C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
+CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "int": ctypes.c_int, "long long": ctypes.c_longlong}
+
+
+# ----------------------------------------------------------------------------------- compiling C on the host
+@pytest.fixture(scope="module")
+def cc(tmp_path_factory):
+    """Compile C source into a shared library; returns the ctypes library."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler (cc/gcc) to compile the CUDA kernel bodies for the CPU")
+    folder = tmp_path_factory.mktemp("cuda-bodies")
+    counter = [0]
+
+    def build(source):
+        counter[0] += 1
+        src, lib = folder / f"k{counter[0]}.c", folder / f"k{counter[0]}.so"
+        src.write_text(source)
+        subprocess.run([compiler, "-std=c99", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib),
+                        str(src), "-lm"], check=True)
+        return ctypes.CDLL(str(lib))
+    return build
+
+
+def elementwise(cc, kernel_params, body, t_type, arrays):
+    """An ElementwiseKernel body as a C function ``kernel(params..., size)`` looping over ``i``: the inputs
+    named in ``arrays`` and the outputs are pointers read and written at ``i`` (through macros, so the body
+    reads as on the GPU), raw inputs are pointers, the rest scalars. Returns the function and the kind of
+    each argument (``"pointer"`` or a C scalar type) for :func:`_call`."""
+    in_params, out_params = kernel_params
+    args, defines, kinds = [], [], []
+    params = [(p, False) for p in in_params.split(",")] + [(p, True) for p in out_params.split(",")]
+    for param, is_output in params:
+        words = param.split()
+        ctype, name = words[-2], words[-1]
+        c = t_type if ctype == "T" else C_TYPE[ctype]
+        if words[0] == "raw":
+            args.append(f"const {c} *{name}")
+        elif is_output or name in arrays:
+            args.append(f"{'' if is_output else 'const '}{c} *{name}_")
+            defines.append(name)
+        else:
+            args.append(f"{c} {name}")
+            kinds.append(c)
+            continue
+        kinds.append("pointer")
+    source = "\n".join([
+        "#include <tgmath.h>", f"typedef {t_type} T;", f"void kernel({', '.join(args)}, long long size) {{",
+        "    for (long long i = 0; i < size; ++i) {", *[f"#define {d} {d}_[i]" for d in defines], body,
+        *[f"#undef {d}" for d in defines], "    }", "}", ""])
+    return cc(source).kernel, kinds
+
+
+def _call(fn, kinds, values, size):
+    """Call a compiled kernel with NumPy arrays (C-contiguous) and scalars, in parameter order."""
+    c_args = []
+    for kind, v in zip(kinds, values, strict=True):
+        if kind == "pointer":
+            assert isinstance(v, np.ndarray) and v.flags.c_contiguous
+            c_args.append(v.ctypes.data_as(ctypes.c_void_p))
+        else:
+            c_args.append(CTYPES[kind](v))
+    fn(*c_args, ctypes.c_longlong(size))
+
+
+def reduction_library(cc, kernel, t_type, r_type, block):
+    """A reduction kernel (norm_cuda.STATS / BACKWARD_REDUCE) for the CPU: per channel (block), each thread's
+    accumulate, then the tree's steps (each step's threads one after the other: what a barrier guarantees),
+    then thread 0's finalize."""
+    name, params, accumulate, combine, finalize = kernel
+    source = f"""#include <math.h>
+typedef {t_type} T;
+typedef {r_type} R;
+#define BLOCK {block}
+void {name}({params}, long long grid) {{
+    double part1[BLOCK], part2[BLOCK];
+    for (long long ch = 0; ch < grid; ++ch) {{
+        for (int tid = 0; tid < BLOCK; ++tid) {{
+{accumulate}
+        }}
+        for (int half = BLOCK / 2; half > 0; half >>= 1) {{
+            for (int tid = 0; tid < half; ++tid) {{
+{combine}
+            }}
+        }}
+        {{
+            const int tid = 0;
+            (void)tid;
+{finalize}
+        }}
+    }}
+}}
+"""
+    lib = cc(source)
+    kinds = []
+    for p in params.split(","):
+        p = p.strip()
+        if "*" in p:
+            kinds.append("pointer")
+        else:
+            kinds.append(" ".join(p.replace("const ", "").split()[:-1]))
+    return getattr(lib, name), kinds
+
+
+# ------------------------------------------------------------------------------ batch norm bodies, as C
+def _bn_input(rng, shape, dtype, loc=0.0):
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 2.0) + loc).astype(dtype)
+    return np.ascontiguousarray(x)
+
+
+def _ncs(x):
+    return x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 5, 3, 2), (2, 1, 7, 5), (3, 2, 1, 1)])
+@pytest.mark.parametrize("block", [norm_cuda.BLOCK, 4])
+def test_batch_norm_bodies_compiled_as_c_match_reference(cc, dtype, shape, block):
+    rng = np.random.default_rng(sum(shape) + block)
+    t_type = "float" if dtype == np.float32 else "double"
+    x = _bn_input(rng, shape, dtype, loc=30.0)        # a large mean: the shifted sums must not cancel
+    n, c, s = _ncs(x)
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    eps, momentum = 1e-5, 0.1
+    tol = dict(rtol=1e-11, atol=1e-11)
+
+    stats, kinds = reduction_library(cc, norm_cuda.STATS, t_type, t_type, block)
+    coef = np.full(4 * c, np.nan)
+    rm_c, rv_c = rm.copy(), rv.copy()
+    _call(stats, kinds, [x, n, c, s, gamma, beta, 1, 1, rm_c, rv_c, 0, 1, momentum, eps, coef], c)
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean, var = x.astype(np.float64).mean(axis=axes), x.astype(np.float64).var(axis=axes)   # exact enough
+    invstd = 1.0 / np.sqrt(var + eps)
+    np.testing.assert_allclose(coef[:c], mean, **tol)
+    np.testing.assert_allclose(coef[c:2 * c], invstd, **tol)
+    np.testing.assert_allclose(coef[2 * c:3 * c], gamma.astype(np.float64) * invstd, **tol)
+    np.testing.assert_array_equal(coef[3 * c:], beta.astype(np.float64))
+    count = n * s
+    np.testing.assert_allclose(rm_c, ((1 - momentum) * rm.astype(np.float64) + momentum * mean).astype(dtype),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(rv_c, ((1 - momentum) * rv.astype(np.float64)
+                                      + momentum * var * (count / (count - 1))).astype(dtype),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+    # evaluation mode: the running statistics, nothing summed, nothing updated; no weight and bias
+    coef_eval, rm_e, rv_e = np.full(4 * c, np.nan), rm.copy(), rv.copy()
+    _call(stats, kinds, [x, n, c, s, x, x, 0, 0, rm_e, rv_e, 1, 0, momentum, eps, coef_eval], c)
+    np.testing.assert_array_equal(rm_e, rm)
+    np.testing.assert_allclose(coef_eval[c:2 * c], 1.0 / np.sqrt(rv.astype(np.float64) + eps), rtol=1e-15)
+    np.testing.assert_array_equal(coef_eval[2 * c:3 * c], coef_eval[c:2 * c])
+    np.testing.assert_array_equal(coef_eval[3 * c:], 0.0)
+
+    # the normalisation
+    normalize, nkinds = elementwise(cc, norm_cuda.NORMALIZE, norm_cuda.NORMALIZE_BODY, t_type, {"x"})
+    y = np.full_like(x, np.nan)
+    _call(normalize, nkinds, [x, coef, s, c, y], x.size)
+    want = norm_reference.normalize(x, mean, coef[2 * c:3 * c], coef[3 * c:])
+    y_tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=y_tol, atol=y_tol)
+
+    # the backward reduction and the input gradient, training mode
+    g = rng.standard_normal(x.shape).astype(dtype)
+    reduce_fn, rkinds = reduction_library(cc, norm_cuda.BACKWARD_REDUCE, t_type, "double", block)
+    dparams, dcoef = np.full(2 * c, np.nan, dtype=dtype), np.full(2 * c, np.nan)
+    _call(reduce_fn, rkinds, [g, x, n, c, s, coef, 1, 1, dparams, dcoef], c)
+    sum_g, sum_gxhat = norm_reference.backward_sums(g, x, coef[:c], coef[c:2 * c])
+    f_tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dparams[:c], sum_gxhat, **f_tol)
+    np.testing.assert_allclose(dparams[c:], sum_g, **f_tol)
+    np.testing.assert_allclose(dcoef[:c], sum_g / count, rtol=1e-9, atol=1e-12)
+    dx_fn, dkinds = elementwise(cc, norm_cuda.BACKWARD_DX, norm_cuda.BACKWARD_DX_BODY, t_type, {"g", "x"})
+    dx = np.full_like(x, np.nan)
+    _call(dx_fn, dkinds, [g, x, coef, dcoef, s, c, 1, dx], x.size)
+    want = norm_reference.training_dx(g, x, coef[:c], coef[c:2 * c], gamma.astype(np.float64), sum_g / count,
+                                      sum_gxhat / count)
+    np.testing.assert_allclose(dx, want, **f_tol)
+
+    # evaluation mode: dx = scale * g, and no coefficient of the batch
+    _call(reduce_fn, rkinds, [g, x, n, c, s, coef_eval, 0, 0, dparams, dcoef], c)
+    np.testing.assert_array_equal(dcoef, 0.0)
+    _call(dx_fn, dkinds, [g, x, coef_eval, dcoef, s, c, 0, dx], x.size)
+    scale = coef_eval[2 * c:3 * c].reshape((1, c) + (1,) * (x.ndim - 2))
+    np.testing.assert_allclose(dx, (scale * g).astype(dtype), rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+# ------------------------------------------------------------------------ Adam, LeakyReLU, dropout, as C
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps_inside", [False, True])
+def test_adam_body_compiled_as_c_equals_reference_bit_for_bit(cc, dtype, eps_inside):
+    rng = np.random.default_rng(1)
+    t_type = "float" if dtype == np.float32 else "double"
+    body = optim_cuda.ADAM_EPS_INSIDE_BODY if eps_inside else optim_cuda.ADAM_BODY
+    fn, kinds = elementwise(cc, optim_cuda.ADAM_PARAMS, body, t_type, {"p", "g"})
+    p, m, v = (rng.standard_normal(50).astype(dtype) for _ in range(3))
+    v = np.abs(v)
+    dt = np.dtype(dtype).type
+    beta1, beta2, lr, eps = 0.5, 0.999, 3e-4, 1e-8
+    for t in (1, 2, 7):
+        g = rng.standard_normal(50).astype(dtype)
+        want_p, want_m, want_v = optim_reference.adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside)
+        bias2 = dt(1 - beta2 ** t) if eps_inside else dt(math.sqrt(1 - beta2 ** t))
+        out = np.empty_like(p)
+        _call(fn, kinds, [p, g, dt(beta1), dt(1 - beta1), dt(beta2), dt(1 - beta2), dt(lr / (1 - beta1 ** t)),
+                          bias2, dt(eps), out, m, v], p.size)
+        np.testing.assert_array_equal(m, want_m)
+        np.testing.assert_array_equal(v, want_v)
+        np.testing.assert_array_equal(out, want_p)
+        p = out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.2, 0.0, -0.5, 1.5])
+def test_leaky_relu_bodies_compiled_as_c_equal_reference(cc, dtype, slope):
+    t_type = "float" if dtype == np.float32 else "double"
+    x = np.random.default_rng(2).standard_normal(40).astype(dtype)
+    x[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30]
+    g = np.random.default_rng(3).standard_normal(40).astype(dtype)
+    fwd, fk = elementwise(cc, ("T x, T slope", "T y"), elementwise_cuda.LEAKY_RELU_BODY, t_type, {"x"})
+    bwd, bk = elementwise(cc, ("T g, T x, T slope", "T dx"), elementwise_cuda.LEAKY_RELU_BACKWARD_BODY, t_type,
+                          {"g", "x"})
+    y, dx = np.empty_like(x), np.empty_like(x)
+    with np.errstate(invalid="ignore"):
+        _call(fwd, fk, [x, dtype(slope), y], x.size)
+        _call(bwd, bk, [g, x, dtype(slope), dx], x.size)
+        np.testing.assert_array_equal(y, elementwise_reference.leaky_relu(x, slope))
+        np.testing.assert_array_equal(dx, elementwise_reference.leaky_relu_backward(g, x, slope))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
+def test_dropout_mask_body_compiled_as_c_equals_reference(cc, dtype, p):
+    t_type = "float" if dtype == np.float32 else "double"
+    u = np.random.default_rng(4).random(200, dtype=np.float32)
+    u[:3] = [0.0, np.float32(p), np.nextafter(np.float32(p), np.float32(0))]
+    fn, kinds = elementwise(cc, ("float32 u, float32 p, T scale", "T mask"), dropout_cuda.MASK_BODY, t_type, {"u"})
+    mask = np.empty(u.shape, dtype=dtype)
+    _call(fn, kinds, [u, np.float32(p), np.dtype(dtype).type(1.0 / (1.0 - p)), mask], u.size)
+    np.testing.assert_array_equal(mask, dropout_reference.dropout_mask(u, p, dtype))
+
+
+# -------------------------------------------------------------------------------- the ops on the stand-in
+def _bn_case(rng, shape, dtype, affine, stats):
+    x = _bn_input(rng, shape, dtype, loc=2.0)
+    c = shape[1]
+    w = rng.uniform(0.5, 2.0, c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    rm = rng.standard_normal(c).astype(dtype) if stats else None
+    rv = rng.uniform(0.5, 2.0, c).astype(dtype) if stats else None
+    g = rng.standard_normal(shape).astype(dtype)
+    return x, w, b, rm, rv, g
+
+
+def _bn_run(case, device, training, counts=None):
+    x, w, b, rm, rv, g = case
+    X = mg.tensor(x, device=device, requires_grad=True)
+    W = None if w is None else mg.tensor(w, device=device, requires_grad=True)
+    B = None if b is None else mg.tensor(b, device=device, requires_grad=True)
+    RM = None if rm is None else mg.tensor(rm, device=device)
+    RV = None if rv is None else mg.tensor(rv, device=device)
+    G = mg.tensor(g, device=device)
+    if counts is not None:
+        counts.reset()
+    y = F.batch_norm(X, RM, RV, W, B, training=training, momentum=0.3, eps=1e-3)
+    forward = None if counts is None else counts.launches
+    y.backward(G)
+    out = [y, X.grad] + ([W.grad, B.grad] if w is not None else []) + ([RM, RV] if rm is not None else [])
+    return [t.numpy() for t in out], forward
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training, stats", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("shape, affine", [((8, 3, 4, 5), True), ((9, 4), False), ((5, 2, 3, 1), True)])
+def test_batch_norm_on_fake_cuda_matches_cpu_in_two_kernels(fake_cuda, dtype, training, stats, shape, affine):
+    case = _bn_case(np.random.default_rng(len(shape) * 7 + training), shape, dtype, affine, stats)
+    want, _ = _bn_run(case, "cpu", training)
+    got, forward_launches = _bn_run(case, "cuda", training, fake_cuda)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, **tol)
+    assert forward_launches == 2, fake_cuda.launch_kinds
+    norm_sites = {s: n for s, n in fake_cuda.launch_sites.items() if "norm" in s}
+    # two kernels per direction; one backward with running statistics and no parameter gradients
+    assert sum(norm_sites.values()) == (4 if training or affine else 3), norm_sites
+    assert not fake_cuda.reads[:-len(got)], fake_cuda.reads    # the only reads are the .numpy() above
+
+
+def test_batch_norm_on_fake_cuda_non_contiguous_input_and_running_statistics(fake_cuda):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4, 3, 3)).astype(np.float32).transpose(0, 1, 3, 2)
+    stats = {d: (mg.tensor(np.zeros(8, np.float32), device=d), mg.tensor(np.ones(8, np.float32), device=d))
+             for d in ("cpu", "cuda")}
+    out = {}
+    for d, (rm, rv) in stats.items():
+        rm_view, rv_view = mg.Tensor._wrap(rm.data[::2]), mg.Tensor._wrap(rv.data[::2])   # strided statistics
+        y = F.batch_norm(mg.tensor(x, device=d), rm_view, rv_view, training=True)
+        out[d] = [y.numpy(), rm.numpy(), rv.numpy()]
+    for a, b in zip(out["cuda"], out["cpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert (out["cuda"][1][1::2] == 0).all()                     # the other elements are untouched
+
+
+def _adam_run(device, start, grads, eps_inside, counts):
+    params = [mg.tensor(a, device=device, requires_grad=True) for a in start]
+    opt = optim.Adam(params, lr=0.01, betas=(0.5, 0.999), eps_inside_sqrt=eps_inside)
+    launches = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = mg.tensor(g, device=device)
+        counts.reset()
+        opt.step()
+        launches.append(counts.launches)
+    return [p.numpy() for p in params], opt.state_dict(), launches
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps_inside", [False, True])
+def test_adam_on_fake_cuda_equals_cpu_bit_for_bit_in_one_launch_per_parameter(fake_cuda, dtype, eps_inside):
+    rng = np.random.default_rng(6)
+    start = [rng.standard_normal(shape).astype(dtype) for shape in ((3, 4), (5,))]
+    grads = [[rng.standard_normal(a.shape).astype(dtype) for a in start] for _ in range(3)]
+    cpu_params, cpu_state, _ = _adam_run("cpu", start, grads, eps_inside, fake_cuda)
+    gpu_params, gpu_state, launches = _adam_run("cuda", start, grads, eps_inside, fake_cuda)
+    for a, b in zip(gpu_params, cpu_params):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    for i, state in cpu_state["state"].items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(gpu_state["state"][i][key], state[key])
+    # the first step also makes the two state arrays of each parameter (zeros_like)
+    assert launches == [3 * len(start), len(start), len(start)]
+
+
+def test_leaky_relu_on_fake_cuda_equals_cpu_in_one_launch_each(fake_cuda):
+    x = np.random.default_rng(7).standard_normal((4, 6)).astype(np.float32)
+    x.flat[:3] = [0.0, -0.0, np.nan]
+    out = {}
+    for device in ("cpu", "cuda"):
+        t = mg.tensor(x, device=device, requires_grad=True)
+        fake_cuda.reset()
+        y = F.leaky_relu(t, 0.2)
+        forward = fake_cuda.launches
+        (y * 1.0).mean().backward()        # a broadcast (zero-stride) upstream gradient reaches leaky_relu
+        out[device] = (y.numpy(), t.grad.numpy(), forward)
+    np.testing.assert_array_equal(out["cuda"][0], out["cpu"][0])
+    np.testing.assert_array_equal(out["cuda"][1], out["cpu"][1])
+    assert out["cuda"][2] == 1
+    assert sum(n for s, n in fake_cuda.launch_sites.items() if "elementwise_cuda" in s) == 2
+
+
+def test_dropout_mask_on_fake_cuda_from_the_draws_in_one_kernel(fake_cuda):
+    import fake_cupy as cp
+
+    u = cp.random.RandomState(3).random_sample((50, 40), dtype=np.float32)
+    for dtype in (np.float32, np.float64):
+        for p in (0.0, 0.3, 0.999, 1.0):
+            fake_cuda.reset()
+            mask = dropout_cuda.dropout_mask(u, p, dtype)
+            assert fake_cuda.launches == 1 and mask.dtype == dtype
+            np.testing.assert_array_equal(mask.get(), dropout_reference.dropout_mask(u.get(), p, dtype))
+    assert kernels.for_arrays("dropout", u) is dropout_cuda
+    assert kernels.for_arrays("dropout", u.get()) is dropout_reference
+
+    mg.manual_seed(11)
+    fake_cuda.reset()
+    y = F.dropout(mg.ones(64, 64, device="cuda"), 0.25)
+    assert fake_cuda.launches == 1 + 2 + 1 + 1        # ones, the draws (cuRAND + CuPy's fix-up), mask, x * mask
+    values = y.numpy()
+    assert set(np.unique(values)) == {0.0, np.float32(1 / 0.75)} and abs((values == 0).mean() - 0.25) < 0.05
+    mg.manual_seed(11)
+    np.testing.assert_array_equal(F.dropout(mg.ones(64, 64, device="cuda"), 0.25).numpy(), values)
+
+
+def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
+    from minigrad.kernels import conv_cuda
+
+    built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
+             dropout_cuda._kernel(fake_cupy), *norm_cuda._elementwise(fake_cupy)]
+    names = {k.name for k in built} | {norm_cuda.STATS[0], norm_cuda.BACKWARD_REDUCE[0]}
+    assert names <= set(fake_cupy.KERNELS), names - set(fake_cupy.KERNELS)
+    for kernel in (norm_cuda.STATS, norm_cuda.BACKWARD_REDUCE):
+        source = norm_cuda.reduction_source(kernel, "float")
+        assert f'extern "C" __global__ void {kernel[0]}(' in source and source.count("__syncthreads()") == 2
+
+
+# ------------------------------------------------------------------------------------------- real GPU
+@pytest.mark.cuda
+@pytest.mark.parametrize("training", [True, False])
+def test_cuda_batch_norm_kernels_match_cpu(training):
+    for dtype in (np.float32, np.float64):
+        case = _bn_case(np.random.default_rng(8), (16, 5, 6, 6), dtype, True, True)
+        want, _ = _bn_run(case, "cpu", training)
+        got, _ = _bn_run(case, "cuda", training)
+        tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.cuda
+def test_cuda_adam_leaky_relu_and_dropout_kernels_equal_the_references():
+    import cupy as cp
+
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        p, g, m = (rng.standard_normal(1000).astype(dtype) for _ in range(3))
+        v = np.abs(rng.standard_normal(1000)).astype(dtype)
+        for eps_inside in (False, True):
+            want = optim_reference.adam_update(p, g, m, v, 0.5, 0.999, 3e-4, 1e-8, 3, eps_inside)
+            got = optim_cuda.adam_update(cp.asarray(p), cp.asarray(g), cp.asarray(m), cp.asarray(v), 0.5, 0.999,
+                                         3e-4, 1e-8, 3, eps_inside)
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(cp.asnumpy(a), b)     # --fmad=false: the same roundings
+        x = rng.standard_normal((30, 20)).astype(dtype)
+        np.testing.assert_array_equal(cp.asnumpy(elementwise_cuda.leaky_relu(cp.asarray(x), 0.2)),
+                                      elementwise_reference.leaky_relu(x, 0.2))
+        gb = np.broadcast_to(rng.standard_normal((1, 20)).astype(dtype), x.shape)
+        np.testing.assert_array_equal(
+            cp.asnumpy(elementwise_cuda.leaky_relu_backward(cp.broadcast_to(cp.asarray(gb[:1]), x.shape),
+                                                            cp.asarray(x), 0.2)),
+            elementwise_reference.leaky_relu_backward(gb, x, 0.2))
+        u = rng.random(5000, dtype=np.float32)
+        np.testing.assert_array_equal(cp.asnumpy(dropout_cuda.dropout_mask(cp.asarray(u), 0.3, dtype)),
+                                      dropout_reference.dropout_mask(u, 0.3, dtype))

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 import minigrad as mg
+from minigrad import backend
 
 from . import checkpoint as ckpt
 from . import data, files
@@ -145,8 +146,9 @@ def main(argv=None) -> int:
     if args.batch_size < 1:
         p.error(f"--batch-size {args.batch_size}: expected a positive integer")
     try:
-        if args.device == "cuda" and not mg.cuda_available():
-            raise ckpt.CheckpointError("--device cuda: CuPy is not installed or sees no GPU")
+        ok, reason = backend.cuda_status() if args.device == "cuda" else (True, "")
+        if not ok:
+            raise ckpt.CheckpointError(f"--device cuda: {reason}")
         result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size, args.weights)
     except (ckpt.CheckpointError, data.DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import minigrad as mg
-from minigrad import optim
+from minigrad import backend, optim
 
 from . import checkpoint as ckpt
 from . import data, download, files, losses, metrics, plots, settings, steps
@@ -233,8 +233,7 @@ def train(run: Run) -> int:
 
 def end_of_period(run: Run, complete: bool, log) -> dict:
     """Evaluate, append the metrics line, draw the samples and the curves."""
-    c, s, models = run.config, run.state, run.models
-    t0 = time.perf_counter()
+    c, s, models, t0 = run.config, run.state, run.models, time.perf_counter()
     bs = c["batch_size"] if c["preset"] == "notebook" else EVAL_BATCH_SIZE   # notebook: batch statistics
     accuracy = lambda m, ds, idx=slice(None): float(np.mean(  # noqa: E731
         predict(m, ds.images[idx], bs, c["device"]) == ds.labels[idx]))
@@ -323,8 +322,9 @@ def main(argv=None) -> int:
         saved = _prepare_out(out, args.resume)
         config = settings.resolve(args, saved[1].get("config") if saved else None)
         config["data_dir"] = str(download.resolve_data_dir(config["data_dir"]).resolve())
-        if config["device"] == "cuda" and not mg.cuda_available():
-            raise TrainingError("--device cuda: CuPy is not installed or sees no GPU (README.md, 'Set up')")
+        ok, reason = backend.cuda_status() if config["device"] == "cuda" else (True, "")
+        if not ok:   # checked before anything is written
+            raise TrainingError(f"--device cuda: {reason}")
         out.mkdir(parents=True, exist_ok=True)
         removed = files.remove_orphan_temporaries(out, out / OUTPUTS["samples"])
         if removed:

@@ -210,3 +210,14 @@ def test_the_run_says_what_it_does(data_dir, tmp_path, monkeypatch, capsys):
     out_text = capsys.readouterr().out
     assert "resuming at epoch 1 of 2, step 5: 1 more full epoch to train" in out_text
     assert [r["epoch"] for r in metrics.read_log(out / "metrics.jsonl") if r["epoch_complete"]] == [1, 2]
+
+
+def test_device_cuda_without_a_working_gpu_is_one_line_and_writes_nothing(data_dir, tmp_path, monkeypatch, capsys):
+    from minigrad import backend
+
+    monkeypatch.setattr(backend, "cuda_status", lambda: (False, "no CUDA device is visible (a stand-in reason)"))
+    out = tmp_path / "gpu"
+    assert train.main(_argv(data_dir, out, "--device", "cuda", "--max-steps", "2")) == train.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err == "error: --device cuda: no CUDA device is visible (a stand-in reason)\n"
+    assert not out.exists()                                      # nothing written, so a plain rerun works

@@ -31,8 +31,10 @@ What it counts (:data:`COUNTS`)
   kernel count what CuPy launches: ``random_sample`` 2, ``uniform`` 3, ``pad`` 2, a boolean-mask index 2);
   ``launch_sites`` counts them by the line of minigrad that asked for them;
 * ``h2d``: host-to-device copies (``cupy.asarray`` of host data, NumPy index arrays);
-* ``reads``: device-to-host reads, each recorded as the line of minigrad (or, outside minigrad, of the
-  caller) that made it, e.g. ``"minigrad/tensor.py:142 numpy"``.
+* ``reads``: device-to-host reads, each recorded as the line that asked for it: the first caller in minigrad
+  past the conversion plumbing (``Tensor.numpy``, ``backend.to_device``), else the first caller outside
+  minigrad, e.g. ``"ssgan/steps.py:60 read_once get"``;
+* ``syncs``: ``Device().synchronize()`` calls.
 
 Installing it
 -------------
@@ -79,9 +81,6 @@ class Counters:
     @property
     def d2h(self) -> int:
         return len(self.reads)
-
-    def snapshot(self) -> dict:
-        return {"launches": self.launches, "h2d": self.h2d, "reads": list(self.reads)}
 
 
 COUNTS = Counters()
@@ -169,7 +168,8 @@ def _value(x):
         return x._a
     if isinstance(x, _PY_SCALARS) or isinstance(x, _np.generic):
         return x
-    raise TypeError(f"Unsupported type {type(x)}")
+    raise TypeError(f"device operations take device arrays and Python or NumPy scalars, not "
+                    f"{type(x).__module__}.{type(x).__name__} (fake cupy)")
 
 
 class _Flags:
@@ -246,11 +246,11 @@ def _unwrap_index(index):
         elif isinstance(p, (bool, _np.bool_)):
             p = _np.asarray(p)
         elif not (p is None or p is Ellipsis or isinstance(p, (slice, int, _np.integer))):
-            raise IndexError("only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and "
-                             f"integer or boolean arrays are valid indices, got {type(p).__name__}")
+            raise IndexError(f"an index part must be an int, a slice, None, Ellipsis or an integer or boolean "
+                             f"array, got {type(p).__name__}")
         if isinstance(p, _np.ndarray):
             if p.dtype.kind not in "biu":
-                raise IndexError(f"arrays used as indices must be of integer or boolean type. (actual: {p.dtype})")
+                raise IndexError(f"an index array must hold integers or booleans, got {p.dtype}")
             advanced = True
             mask = mask or p.dtype.kind == "b"
         out.append(p)
@@ -269,8 +269,8 @@ class ndarray:
 
     # ---- no implicit way to the host
     def __array__(self, dtype=None, copy=None):
-        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
-                        "a NumPy array explicitly.")
+        raise TypeError("a device array does not become a NumPy array implicitly (fake cupy): copy it to the "
+                        "host with .get() or cupy.asnumpy()")
 
     def __array_function__(self, func, types, args, kwargs):
         raise TypeError(f"numpy.{func.__name__} was given a device array (fake cupy): use the array module "
@@ -307,7 +307,7 @@ class ndarray:
 
     def __repr__(self):
         _read("repr")
-        return repr(self._a).replace("array(", "array(", 1)
+        return repr(self._a)
 
     def __str__(self):
         _read("str")
@@ -965,8 +965,8 @@ class ElementwiseKernel:
                     raise TypeError(f"{self.name}: argument {p.name} is {a.dtype}, the kernel declares {p.dtype}")
                 if p.dtype is None:
                     if types_.setdefault(p.ctype, a.dtype) != a.dtype:
-                        raise TypeError(f"{self.name}: type {p.ctype} is mismatched ({types_[p.ctype]} and "
-                                        f"{a.dtype}, argument {p.name})")
+                        raise TypeError(f"{self.name}: type {p.ctype} is mismatched: {types_[p.ctype]} and "
+                                        f"{a.dtype} (argument {p.name})")
                 if not p.raw:
                     shapes.append(a.shape)
             else:

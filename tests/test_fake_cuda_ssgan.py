@@ -121,9 +121,9 @@ def test_the_default_step_reaches_300_launches(data_dir, tmp_path, step_counts):
 
 
 @pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="ssgan/steps.py notebook_step (line 152): a batch without a labeled example counts its correct "
-                          "labels in mg.tensor(0), a CPU tensor, which read_once cannot stack with the losses on "
-                          "the GPU; mg.tensor(0, device=x.device) would fix it")
+                   reason="ssgan/steps.py notebook_step (line 152): a batch without a labeled example counts its "
+                          "correct labels in mg.tensor(0), a CPU tensor, which read_once cannot stack with the "
+                          "losses on the GPU; mg.tensor(0, device=x.device) would fix it")
 def test_notebook_batches_without_labeled_examples_on_the_gpu(data_dir, tmp_path, fake_cuda):
     argv = _argv(data_dir, tmp_path / "run", "--device", "cuda", "--preset", "notebook", "--max-steps", "12",
                  dataset="svhn")                    # 20 labels in 200 images: some batches of 16 have none

@@ -112,7 +112,8 @@ SETTINGS = (
             kind="run", type=_count(0), metavar="N"),
     Setting("log_every", 50, "append the losses to steps.jsonl every N steps (0: never)", kind="run",
             type=_count(0), metavar="N"),
-    Setting("progress", True, "show a progress bar", kind="run"),
+    Setting("progress", True, "no progress bar (the start line and the per-epoch lines are still printed)",
+            kind="run"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 TRAINING_KEYS = tuple(s.name for s in SETTINGS if s.kind == "training")

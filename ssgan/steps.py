@@ -149,7 +149,8 @@ def notebook_step(D, G, opt_d, opt_g, x, labels: np.ndarray, label_mask: np.ndar
     _update(opt_d, d.total)
     g_loss = _feature_matching_update(D, opt_g, fake, features_real)
     labeled = np.flatnonzero(label_mask)
-    correct = _correct(logits_real[labeled], labels[labeled]) if len(labeled) else mg.tensor(0)
+    correct = (_correct(logits_real[labeled], labels[labeled]) if len(labeled)
+               else mg.tensor(0, device=x.device))    # a batch without labeled examples: 0, on the same device
     return _result(d, g_loss, correct, len(labeled), where)
 
 

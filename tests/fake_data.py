@@ -79,3 +79,11 @@ def install_fake_datasets(monkeypatch, root, n_train: int = 200, n_test: int = 5
         folder = "svhn" if name.endswith(".mat") else "mnist"
         monkeypatch.setitem(data.MD5, name, data.file_md5(root / folder / name))
     return written
+
+
+def tiny_run_argv(data_dir, out, *extra, dataset: str = "mnist") -> list:
+    """``python -m ssgan.train`` options for a run of a few seconds on the fake datasets of
+    :func:`install_fake_datasets`: 20 labels, batch 16 (12 steps per epoch of the 200 images), generator
+    width 4, discriminator width 8, no progress bar; ``extra`` options follow."""
+    return ["--dataset", dataset, "--data-dir", str(data_dir), "--out", str(out), "--labels", "20",
+            "--batch-size", "16", "--g-width", "4", "--d-width", "8", "--no-progress", *extra]

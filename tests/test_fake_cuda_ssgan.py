@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_data import install_fake_datasets
 from ssgan import checkpoint as ckpt
 from ssgan import evaluate, metrics, train
 
 import fake_cupy
+from fake_data import tiny_run_argv
 from fake_cupy import fake_cuda  # noqa: F401  (fixture)
 
 #: Launches allowed per step of the default preset (after the first, which also makes Adam's state). Where
@@ -26,19 +26,8 @@ from fake_cupy import fake_cuda  # noqa: F401  (fixture)
 LAUNCH_BUDGET = 540
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        install_fake_datasets(mp, root, n_train=200, n_test=50)
-        mp.setenv("SSGAN_OFFLINE", "1")
-        yield root
-
-
 def _argv(data_dir, out, *extra, dataset="mnist"):
-    return ["--dataset", dataset, "--data-dir", str(data_dir), "--out", str(out), "--labels", "20",
-            "--batch-size", "16", "--g-width", "4", "--d-width", "8", "--no-progress", "--checkpoint-every", "0",
-            *extra]
+    return tiny_run_argv(data_dir, out, "--checkpoint-every", "0", *extra, dataset=dataset)
 
 
 def _resume(data_dir, out, *extra):

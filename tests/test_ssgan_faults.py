@@ -14,25 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_data import install_fake_datasets
+from fake_data import tiny_run_argv as _argv
 from ssgan import checkpoint as ckpt
 from ssgan import evaluate, files, metrics, train
 
 TIMING = {"seconds", "eval_seconds", "images_per_s"}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        install_fake_datasets(mp, root, n_train=200, n_test=50)
-        mp.setenv("SSGAN_OFFLINE", "1")
-        yield root
-
-
-def _argv(data_dir, out, *extra):
-    return ["--dataset", "mnist", "--data-dir", str(data_dir), "--out", str(out), "--labels", "20",
-            "--batch-size", "16", "--g-width", "4", "--d-width", "8", "--no-progress", *extra]
 
 
 def _untimed(path):

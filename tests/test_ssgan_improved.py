@@ -9,22 +9,12 @@ import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-from fake_data import install_fake_datasets
 from ssgan import checkpoint as ckpt
 from ssgan import evaluate, metrics, train
 from ssgan.models import build_models
 from ssgan.models_improved import MnistDiscriminator, MnistGenerator, SvhnDiscriminator, SvhnGenerator
 
 TIMING = {"seconds", "eval_seconds", "images_per_s"}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        install_fake_datasets(mp, root, n_train=200, n_test=50)
-        mp.setenv("SSGAN_OFFLINE", "1")
-        yield root
 
 
 def _argv(data_dir, out, *extra, dataset="mnist"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_data import install_fake_datasets
+from fake_data import tiny_run_argv as _argv
 from ssgan import checkpoint as ckpt
 from ssgan import evaluate, losses, metrics, settings, train
 
@@ -20,18 +20,6 @@ TIMING = {"seconds", "eval_seconds", "images_per_s"}
 STEPS_PER_EPOCH = 12
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as mp:
-        install_fake_datasets(mp, root, n_train=200, n_test=50)
-        mp.setenv("SSGAN_OFFLINE", "1")
-        yield root
-
-
-def _argv(data_dir, out, *extra, dataset="mnist"):
-    return ["--dataset", dataset, "--data-dir", str(data_dir), "--out", str(out), "--labels", "20",
-            "--batch-size", "16", "--g-width", "4", "--d-width", "8", "--no-progress", *extra]
 
 
 def _resume(data_dir, out, *extra):

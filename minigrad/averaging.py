@@ -19,6 +19,10 @@ and what is copied (choices made here, where PyTorch leaves them to the user):
   (Improved-GAN's ``disc_param_avg``, which begins at ``0 * p``); early averages are then pulled toward
   zero, by the factor ``1 - decay ** n`` after ``n`` updates.
 
+The rule is applied to all the averaged parameters at once by the ``average`` kernels (one numba pass per
+parameter on the CPU, ``minigrad/kernels/average_cpu.py``; the NumPy expression of
+``average_reference.py`` elsewhere), in each parameter's dtype; each new average is a new array.
+
 ``state_dict()`` holds ``module.<name>`` for every entry of the model's state and ``n_averaged`` (the
 updates so far), as PyTorch names them, so a checkpoint saves and restores the average with the model.
 """
@@ -28,6 +32,7 @@ import copy
 
 import numpy as np
 
+from . import kernels
 from .autograd import no_grad
 from .nn.module import Module
 from .tensor import Tensor
@@ -68,14 +73,21 @@ class AveragedModel(Module):
                              "the averaged copy's")
         trained = {id(p) for p in self._averaged(model)}
         first = self.start == "copy" and int(self.n_averaged.item()) == 0
-        rate = 1.0 - self.decay
+        averaged = []
         with no_grad():
             for name, mine in own.items():
                 src = theirs[name]
                 if id(src) in trained and not first:
-                    mine.data = mine.data + mine.data.dtype.type(rate) * (src.data - mine.data)
+                    averaged.append((mine, src))
                 else:
                     mine.data = src.data.copy()
+            if averaged:
+                # every average in one call of the ``average`` kernels: one pass over each parameter
+                current, targets = [m.data for m, _ in averaged], [s.data for _, s in averaged]
+                new = kernels.for_arrays("average", current, targets).average_update(current, targets,
+                                                                                     1.0 - self.decay)
+                for (mine, _), data in zip(averaged, new):
+                    mine.data = data
         self.n_averaged.data += 1  # in place: a 0-d array stays an array
 
     def forward(self, *args, **kwargs):

@@ -16,7 +16,9 @@ from .ops import elementwise as _ew
 from .ops import loss as _loss
 from .ops import matmul as _mm
 from .ops import norm as _norm
+from .ops import noise as _noise
 from .ops import shape as _shape
+from .ops import weight_norm as _weight_norm
 from .backend import device_of, is_array, module_for
 from .tensor import Tensor
 
@@ -162,8 +164,10 @@ def gaussian_noise(x, std, training=True):
     """``x + std * N(0, 1)`` while training, ``x`` itself otherwise (or when ``std == 0``).
 
     The noise layer of Improved-GAN's MNIST discriminator (not a PyTorch function). The noise is drawn
-    from minigrad's seeded generator (``mg.manual_seed``) in the input's dtype, a fresh draw on every
-    call; the gradient is the identity (the noise is a constant of the graph). See ``minigrad/ops/dropout.py``.
+    from minigrad's seeded generators (``mg.manual_seed``) in the input's dtype, a fresh draw on every
+    call; the gradient is the identity (the noise is a constant of the graph). On the CPU the noise comes
+    from the counter-based noise stream, drawn and added in one pass (``minigrad/ops/noise.py``); on the
+    GPU it is drawn from CuPy's generator and added.
     """
     _tensor(x, "gaussian_noise")
     std = _dropout.check_noise_std("gaussian_noise", std)
@@ -171,6 +175,8 @@ def gaussian_noise(x, std, training=True):
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"gaussian_noise: input must be floating point, got {x.dtype}")
+    if x.device == "cpu" and x.dtype in (np.float32, np.float64):
+        return _noise.add_gaussian_noise(x, std)
     return x + Tensor._wrap(_random.normal_noise(x.shape, std, x.dtype, x.device))
 
 
@@ -182,7 +188,7 @@ def weight_norm(v, g, dim=0, eps=0.0):
     norm over the whole tensor (``g`` is then a scalar-shaped ``(1,) * v.ndim``).
 
     ``eps`` (not in PyTorch, default 0) goes inside the square root, ``sqrt(sum v^2 + eps)``, as in
-    Improved-GAN's ``l2normalize``. Built from differentiable ops, so its backward is theirs.
+    Improved-GAN's ``l2normalize``. One op with its backward written out: ``minigrad/ops/weight_norm.py``.
     """
     _tensor(v, "weight_norm", "v")
     _tensor(g, "weight_norm", "g")
@@ -197,9 +203,12 @@ def weight_norm(v, g, dim=0, eps=0.0):
                          f"got {g.shape}")
     if not eps >= 0:
         raise ValueError(f"weight_norm: eps must be >= 0, got {eps!r}")
-    squares = (v * v).sum(dim=axes, keepdim=True) if axes else v * v
-    norm = (squares + float(eps)) ** 0.5 if eps else squares ** 0.5
-    return v * (g / norm)
+    if v.dtype.kind != "f" or g.dtype.kind != "f":
+        raise TypeError(f"weight_norm: v and g must be floating point, got {v.dtype} and {g.dtype}")
+    if v.dtype != g.dtype:
+        common = np.result_type(v.dtype, g.dtype)
+        v, g = v.to(common), g.to(common)
+    return _weight_norm.WeightNorm.apply(v, g, dim=dim, eps=float(eps))
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

@@ -291,10 +291,10 @@ def test_profiler_charges_noise_weight_norm_and_the_average(improved_trainer):
         trainer.step(*next(batches(trainer)))
     assert saved == _patched_by_the_profiler()
     # 3 D passes x 6 noise layers; weight norm: 3 D passes x 6 layers + 2 G passes x its output layer
-    assert prof.calls[("kernel", "normal_noise")] == prof.calls[("tag", "noise")] == 18
+    assert prof.calls[("forward", "gaussian_noise [noise]")] == prof.calls[("tag", "noise")] == 18
     assert prof.calls[("tag", "weight norm")] == 20 and prof.calls[("average", "update_parameters")] == 1
-    assert prof.calls[("forward", "add [noise]")] == 18 and prof.calls[("forward", "linear")] == 24
-    assert prof.calls[("backward", "mul [weight norm]")] > 0
+    assert prof.calls[("forward", "weight_norm [weight norm]")] == 20 and prof.calls[("forward", "linear")] == 24
+    assert prof.calls[("backward", "weight_norm [weight norm]")] > 0
     rows = {r[0]: float(r[1]) for r in category_table(1.0, prof, steps=1)}
     assert all(rows[c] > 0 for c in ("GEMM", "parameter average", "optimizer")
                ) and any("weight norm" in c and v > 0 for c, v in rows.items())

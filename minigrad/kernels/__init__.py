@@ -13,6 +13,9 @@ norm           ``norm_reference.py``         ``norm_cpu.py``          ``norm_cud
 elementwise    ``elementwise_reference.py``  ``elementwise_cpu.py``   ``elementwise_cuda.py``
 optim          ``optim_reference.py``        ``optim_cpu.py``         ``optim_cuda.py``
 dropout        ``dropout_reference.py``      the reference            ``dropout_cuda.py``
+weight_norm    ``weight_norm_reference.py``  ``weight_norm_cpu.py``   the reference
+noise          ``noise_reference.py``        ``noise_cpu.py``         the reference
+average        ``average_reference.py``      ``average_cpu.py``       the reference
 =============  ============================  =======================  ========================
 
 An op asks for the module that handles its arrays, and calls it; there is no other way to reach a kernel::
@@ -50,6 +53,9 @@ FAMILIES = {
     "elementwise": ("elementwise_reference", ("elementwise_cpu", "elementwise_cuda")),
     "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
     "dropout": ("dropout_reference", ("dropout_cuda",)),
+    "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
+    "noise": ("noise_reference", ("noise_cpu",)),
+    "average": ("average_reference", ("average_cpu",)),
 }
 
 #: the functions every module of a family provides (tests check each module against this list)
@@ -59,6 +65,9 @@ INTERFACES = {
     "elementwise": ("supports", "leaky_relu", "leaky_relu_backward"),
     "optim": ("supports", "adam_update"),
     "dropout": ("supports", "dropout_mask"),
+    "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),
+    "noise": ("supports", "blocks", "add_normal"),
+    "average": ("supports", "average_update"),
 }
 
 _path = None  # None: not chosen in code, follow $MINIGRAD_KERNELS

@@ -11,7 +11,8 @@ minigrad's seeded generator.
 Gaussian noise
 --------------
 ``x + std * N(0, 1)`` while training (not a PyTorch function: the noise layers of Improved-GAN's MNIST
-discriminator). The noise is drawn by :func:`minigrad.random.normal_noise` and added by the ``Add`` op, so
+discriminator). On the CPU it is one op of its own, drawn and added in one pass: ``minigrad/ops/noise.py``;
+on the GPU the noise is drawn by :func:`minigrad.random.normal_noise` and added by the ``Add`` op. Either way
 it is a constant of the graph and the gradient is the identity; :func:`check_noise_std` validates ``std``.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Registry entries for ``minigrad/ops/norm.py`` (batch norm) and for ``F.weight_norm`` (weight
-normalization, composed of elementwise and reduction ops). See :mod:`minigrad.testing.registry` for the fields.
+normalization, the op of ``minigrad/ops/weight_norm.py``, whose own entry is in ``entries_weight_norm.py``).
+See :mod:`minigrad.testing.registry` for the fields.
 
 Batch norm has two entries, one per mode, because the two are different functions of ``x``: training
 mode normalises with the batch's statistics (every output depends on every input of its channel),
@@ -143,5 +144,5 @@ register(OpSpec(
     covers=("F.weight_norm",),
     torch_reference=_weight_norm_torch,
     notes="w = g * v / sqrt(sum(v^2) + eps), the norm over every dim but dim (all dims for None); "
-          "composed of Mul, Sum, PowScalar, Add and Div, so the gradient is theirs.",
+          "one WeightNorm op (ops/weight_norm.py) with its backward written out.",
 ))

@@ -19,10 +19,8 @@ _FENCE = re.compile(r"^```(\w*)[ \t]*$")
 _PATH = re.compile(r"(?<![\w./-])((?:minigrad|ssgan|tests)/[\w/]*\w\.py)\b")
 # A module named without its extension, such as ssgan/toy: a module file (ssgan/toy.py) or a package.
 _MODULE = re.compile(r"(?<![\w./-])((?:minigrad|ssgan)/\w+)(?![\w./-])")
-# ssgan/toy, the 2-D demo the tour ends with, was still being written when the tour was: it existed neither
-# as ssgan/toy.py nor as ssgan/toy/, so it is left out of the check below (add it back once it lands). The
-# picture the tour shows, docs/images/toy-moons.png, is that demo's output and is not checked either.
-_NOT_CHECKED = {"ssgan/toy"}
+# Every module the tour names is checked (none is left out).
+_NOT_CHECKED: set = set()
 
 
 def python_blocks(text: str):
@@ -75,3 +73,9 @@ def test_tour_names_files_that_exist():
     modules = sorted(set(_MODULE.findall(text)) - _NOT_CHECKED)
     absent = [m for m in modules if not ((ROOT / f"{m}.py").is_file() or (ROOT / m).is_dir())]
     assert not absent, f"docs/tour.md names modules that exist neither as a .py file nor as a package: {absent}"
+
+
+def test_the_pictures_the_tour_and_the_readme_show_exist():
+    for page in (ROOT / "docs" / "tour.md", ROOT / "README.md"):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            assert (page.parent / target).is_file(), f"{page.name} shows {target}, which does not exist"

@@ -263,35 +263,10 @@ def build_parser():
 
 
 def main(argv=None):
-    from benchmarks.torch_ssgan import _peak_gflops_torch
+    from benchmarks.torch_ssgan import run_worker
 
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        reason = f"PyTorch {torch.__version__} sees no GPU"
-        if not args.worker:
-            raise SystemExit(f"torch_improved: --device cuda but {reason}")
-        common.serve({"setup": lambda cmd: {"unavailable": reason}})  # the parent goes on without PyTorch
-        return
-    model = TorchImproved(batch_size=args.batch_size, device=args.device)
-    clock = common.CLOCKS[args.clock]
-    if not args.worker:
-        model.timed_steps(args.warmup)
-        s = common.summarize(model.timed_steps(args.steps, clock))
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: median {s['median'] * 1e3:.1f} "
-              f"ms/step (min {s['min'] * 1e3:.1f}, max {s['max'] * 1e3:.1f}) over {s['n']} steps")
-        return
-
-    def setup(cmd):
-        return {"version": torch.__version__, "threads": torch.get_num_threads(),
-                "flops": model.count_flops(), "peak_gflops_torch": _peak_gflops_torch(args.device, clock=clock)}
-
-    common.serve({
-        "setup": setup,
-        "warmup": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
-        "round": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
-    })
+    run_worker("torch_improved", args, lambda: TorchImproved(batch_size=args.batch_size, device=args.device))
 
 
 if __name__ == "__main__":

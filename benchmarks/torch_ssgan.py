@@ -218,17 +218,18 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run_worker(prog: str, args, make_model) -> None:
+    """What both PyTorch references do with their options: time ``make_model()``'s steps standalone, or
+    (``--worker``) answer the benchmark's "setup", "warmup" and "round" commands on stdin."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         reason = f"PyTorch {torch.__version__} sees no GPU"
         if not args.worker:
-            raise SystemExit(f"torch_ssgan: --device cuda but {reason}")
+            raise SystemExit(f"{prog}: --device cuda but {reason}")
         common.serve({"setup": lambda cmd: {"unavailable": reason}})  # the parent goes on without PyTorch
         return
-    model = TorchSSGAN(args.dataset_shape, args.g_width, batch_size=args.batch_size, device=args.device)
+    model = make_model()
     clock = common.CLOCKS[args.clock]
     if not args.worker:
         model.timed_steps(args.warmup)
@@ -246,6 +247,12 @@ def main(argv=None):
         "warmup": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
         "round": lambda cmd: {"times": model.timed_steps(cmd["steps"], clock)},
     })
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    run_worker("torch_ssgan", args, lambda: TorchSSGAN(args.dataset_shape, args.g_width, batch_size=args.batch_size,
+                                                       device=args.device))
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def format_report(matrix: np.ndarray) -> str:
     head = "true\\pred" + "".join(f"{k:>{width}}" for k in range(cols)) + "   accuracy   count"
     lines = [head]
     for r in range(rows):
-        a = "      -" if np.isnan(acc[r]) else f"{acc[r]:>9.4f}"
+        a = f"{'-':>9}" if np.isnan(acc[r]) else f"{acc[r]:>9.4f}"
         lines.append(f"{r:>9}" + "".join(f"{int(v):>{width}}" for v in matrix[r]) + f"  {a}  {int(matrix[r].sum()):>6}")
     return "\n".join(lines)
 

@@ -64,3 +64,10 @@ def test_predict_batches_in_eval_mode_and_restores_the_mode():
     np.testing.assert_array_equal(got, np.arange(23) % 10)
     assert model.modes == [False] * 5 and model.training          # 5 batches, evaluation mode, then back
     assert evaluate.predict(model, images[:0]).shape == (0,)
+
+
+def test_report_columns_line_up_also_for_an_empty_class():
+    text = evaluate.format_report(np.array([[2, 1], [0, 0]]))
+    head, full, empty = text.splitlines()
+    assert len(head) == len(full) == len(empty)
+    assert full.split()[-2] == "0.6667" and empty.split()[-2:] == ["-", "0"]

@@ -161,17 +161,9 @@ def standard_normal(shape, dtype, device):
 
 
 def normal_noise(shape, std, dtype, device):
-    """``std * N(0, 1)`` noise of ``dtype``, a fresh array, from the device's generator (PCG64 on the CPU).
-    ``F.gaussian_noise`` uses it on the GPU; on the CPU it draws from the noise stream instead
-    (:func:`noise_stream`). On the CPU, float32 noise is drawn in float32 directly (NumPy's ziggurat
-    ``standard_normal(dtype=float32)``)."""
-    gen = generator(device)
-    if backend.check_device(device) == "cpu":
-        dt = np.dtype(dtype)
-        out = gen.standard_normal(shape, dtype=dt if dt in (np.float32, np.float64) else np.float64)
-        out = out.astype(dt, copy=False)
-    else:
-        out = gen.standard_normal(shape, dtype=dtype)
+    """``std * N(0, 1)`` noise of ``dtype``, a fresh array, from the device's generator. ``F.gaussian_noise``
+    uses it on the GPU; on the CPU it draws from the noise stream instead (:func:`noise_stream`)."""
+    out = generator(device).standard_normal(shape, dtype=dtype)
     out *= out.dtype.type(std)
     return out
 

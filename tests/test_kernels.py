@@ -145,7 +145,8 @@ def test_out_of_range_indices_are_index_errors_under_bounds_checking():
     with pytest.raises(IndexError):
         elementwise_cpu._leaky_relu(np.ones(5), 0.1, np.empty(3))
     with pytest.raises(IndexError):
-        optim_cpu._adam(*(np.ones(4),) * 3, np.ones(3), 0.9, 0.1, 0.999, 0.001, 0.1, 1.0, 1e-8, np.empty(4))
+        optim_cpu._adam(*(np.ones(4),) * 3, np.ones(3), 0.9, 0.1, 0.999, 0.001, 0.1, 1.0, 1.0, 1e-8, False,
+                        np.empty(4))
 
 
 def test_kernel_tests_pass_with_numba_bounds_checking(tmp_path):

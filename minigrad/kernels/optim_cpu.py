@@ -28,25 +28,18 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @njit(parallel=PARALLEL, cache=True)
-def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2_sqrt, eps, out):
+def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2, bias2_sqrt, eps,
+          eps_inside_sqrt, out):
     for i in prange(p.size):
         gi = g[i]
         mi = beta1 * m[i] + one_minus_beta1 * gi
         vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
         m[i] = mi
         v[i] = vi
-        out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
-
-
-@njit(parallel=PARALLEL, cache=True)
-def _adam_eps_inside(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2, eps, out):
-    for i in prange(p.size):
-        gi = g[i]
-        mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        out[i] = p[i] - step_size * mi / math.sqrt(vi / bias2 + eps)
+        if eps_inside_sqrt:     # the same for every element: the branch costs nothing measurable
+            out[i] = p[i] - step_size * mi / math.sqrt(vi / bias2 + eps)
+        else:
+            out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
 
 
 def supports(p, g, m, v) -> bool:
@@ -64,11 +57,7 @@ def adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt=False):
     check_arrays("adam_update", {"g": (g, p.shape), "m": (m, p.shape), "v": (v, p.shape)})
     dt = p.dtype.type
     out = np.empty_like(p)
-    if eps_inside_sqrt:
-        _adam_eps_inside(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1),
-                         dt(beta2), dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(1 - beta2 ** t), dt(eps),
-                         out.reshape(-1))
-    else:
-        _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
-              dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(math.sqrt(1 - beta2 ** t)), dt(eps), out.reshape(-1))
+    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), dt(beta1), dt(1 - beta1), dt(beta2),
+          dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt(1 - beta2 ** t), dt(math.sqrt(1 - beta2 ** t)), dt(eps),
+          bool(eps_inside_sqrt), out.reshape(-1))
     return out, m, v

@@ -36,7 +36,6 @@ Run as a worker (``python -m benchmarks.torch_improved --worker ...``) it answer
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import common
+from benchmarks.torch_ssgan import TimedStep
 
 IN_FEATURES, NUM_CLASSES, Z_DIM = 28 * 28, 10, 100
 HIDDEN = (1000, 500, 250, 250, 250)
@@ -137,7 +137,7 @@ class Generator(nn.Module):
         return torch.sigmoid(self.out(h))
 
 
-class TorchImproved:
+class TorchImproved(TimedStep):
     """The models, optimizers, parameter average, random data and the training step (:meth:`step`)."""
 
     def __init__(self, batch_size=100, device="cpu", n_images=1280, seed=0):
@@ -215,37 +215,8 @@ class TorchImproved:
 
         # the step's scalars, gathered and read once at its end (in float64), as ssgan.steps.read_once
         correct = (logits.detach()[:n_lab].argmax(dim=1) == y_lab).sum()
-        names = ("d_loss", "g_loss", "d_loss_class", "d_loss_real", "d_loss_fake")
-        with torch.no_grad():
-            values = torch.stack([t.detach().double() for t in (d_total, g_loss, loss_class, loss_real, loss_fake)]
-                                 + [correct.double()]).tolist()
-        return dict(zip(names, values), correct=int(round(values[-1])))
-
-    def sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed_steps(self, steps: int, clock=time.perf_counter) -> list:
-        """Seconds of each of ``steps`` consecutive steps (index drawing not included), by ``clock``."""
-        times = []
-        for _ in range(steps):
-            indices = self.indices()
-            self.sync()
-            t0 = clock()
-            self.step(*indices)
-            self.sync()
-            times.append(clock() - t0)
-        return times
-
-    def count_flops(self) -> float:
-        """FLOPs of one step as PyTorch's own counter sees them (the matrix products, forward and the
-        backward products actually computed): a cross-check of minigrad's count."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter:
-            self.step(*self.indices())
-        return float(counter.get_total_flops())
+        return self.read_once(correct, d_loss=d_total, g_loss=g_loss, d_loss_class=loss_class,
+                              d_loss_real=loss_real, d_loss_fake=loss_fake)
 
 
 def build_parser():

@@ -17,7 +17,8 @@ computes with the default preset (read ``ssgan/models.py``, ``ssgan/losses.py`` 
   ``fake.detach()``; L_D = BCE(logsumexp(l(x_u)), 0.9) + BCE(logsumexp(l(fake)), 0) + CE(l(x_l), y_l);
   Adam step on D. Then D, frozen (``requires_grad_(False)``), runs on ``fake`` through the graph;
   L_G = mean |mean f(x_u) - mean f(fake)|; Adam step on G. Adam(lr 3e-4, betas (0.5, 0.999)) for both.
-  The loss values are read with ``.item()`` and the labeled batch's accuracy is counted, as ssgan does.
+  The losses and the labeled batch's correct count are read from the device once, at the end of the
+  step, as ssgan's ``read_once`` does.
 
 Run as a worker (``python -m benchmarks.torch_ssgan --worker ...``) it answers the commands of
 ``benchmarks/common.py``. ``python -m benchmarks.torch_ssgan --steps 5`` times a few steps on its own.
@@ -97,7 +98,45 @@ class Discriminator(nn.Module):
         return self.fc(features), features
 
 
-class TorchSSGAN:
+class TimedStep:
+    """What both PyTorch references share: timing ``steps`` of ``self.step(*self.indices())``, counting one
+    step's FLOPs with PyTorch's counter, and reading a step's scalars once, as ``ssgan.steps.read_once``."""
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed_steps(self, steps: int, clock=time.perf_counter) -> list:
+        """Seconds of each of ``steps`` consecutive steps (index drawing not included), by ``clock``."""
+        times = []
+        for _ in range(steps):
+            indices = self.indices()
+            self.sync()
+            t0 = clock()
+            self.step(*indices)
+            self.sync()
+            times.append(clock() - t0)
+        return times
+
+    def count_flops(self) -> float:
+        """FLOPs of one step as PyTorch's own counter sees them (matrix products and convolutions, forward
+        and the backward products actually computed): a cross-check of minigrad's count."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step(*self.indices())
+        return float(counter.get_total_flops())
+
+    @staticmethod
+    def read_once(correct, **losses) -> dict:
+        """The losses (0-d tensors) and the correct count in one device read, in float64."""
+        with torch.no_grad():
+            values = torch.stack([t.detach().double() for t in losses.values()] + [correct.double()]).tolist()
+        return dict(zip(losses, values), correct=int(round(values[-1])))
+
+
+class TorchSSGAN(TimedStep):
     """The models, optimizers, random data and the training step (:meth:`step`)."""
 
     def __init__(self, dataset_shape="svhn", g_width=32, d_width=64, batch_size=128, device="cpu",
@@ -136,7 +175,6 @@ class TorchSSGAN:
         loss_fake = F.binary_cross_entropy_with_logits(lse_fake, torch.zeros_like(lse_fake))
         loss_class = F.cross_entropy(logits_real[:n_lab], y_lab, reduction="sum") / float(n_lab)
         d_total = loss_real + loss_fake + loss_class
-        d_value = d_total.item()
         self.opt_d.zero_grad()
         d_total.backward()
         self.opt_d.step()
@@ -147,7 +185,6 @@ class TorchSSGAN:
         try:
             _, features_fake = D(fake, real=False)
             g_loss = (features_real[n_lab:].detach().mean(dim=0) - features_fake.mean(dim=0)).abs().mean()
-            g_value = g_loss.item()
             self.opt_g.zero_grad()
             g_loss.backward()
         finally:
@@ -155,35 +192,9 @@ class TorchSSGAN:
                 p.requires_grad_(True)
         self.opt_g.step()
 
-        correct = int((logits_real.detach()[:n_lab].argmax(dim=1) == y_lab).sum())
-        return {"d_loss": d_value, "d_loss_real": loss_real.item(), "d_loss_fake": loss_fake.item(),
-                "d_loss_class": loss_class.item(), "g_loss": g_value, "correct": correct}
-
-    def sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed_steps(self, steps: int, clock=time.perf_counter) -> list:
-        """Seconds of each of ``steps`` consecutive steps (index drawing not included), by ``clock``."""
-        times = []
-        for _ in range(steps):
-            lab, unl = self.indices()
-            self.sync()
-            t0 = clock()
-            self.step(lab, unl)
-            self.sync()
-            times.append(clock() - t0)
-        return times
-
-    def count_flops(self) -> float:
-        """FLOPs of one step as PyTorch's own counter sees them (matrix products and convolutions, forward
-        and the backward products actually computed): a cross-check of minigrad's count."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter:
-            self.step(*self.indices())
-        return float(counter.get_total_flops())
+        correct = (logits_real.detach()[:n_lab].argmax(dim=1) == y_lab).sum()
+        return self.read_once(correct, d_loss=d_total, g_loss=g_loss, d_loss_class=loss_class,
+                              d_loss_real=loss_real, d_loss_fake=loss_fake)
 
 
 def _peak_gflops_torch(device="cpu", repeats=5, clock=time.perf_counter) -> float:

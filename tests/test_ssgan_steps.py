@@ -15,6 +15,7 @@ import pytest
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import optim
+from numpy_losses import bce_with_logits, cross_entropy, lse
 from ssgan import losses, steps
 from ssgan.models import Discriminator, Generator
 from ssgan.models_improved import MnistDiscriminator, MnistGenerator
@@ -23,19 +24,6 @@ N_LAB, N_UNL, Z = 5, 6, 8
 
 
 # ----------------------------------------------------------------------------- independent formulas
-def lse(l):
-    m = l.max(axis=1, keepdims=True)
-    return (m + np.log(np.exp(l - m).sum(axis=1, keepdims=True)))[:, 0]
-
-
-def bce_with_logits(z, target):
-    return np.mean(np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z))))
-
-
-def cross_entropy(logits, y):
-    return np.mean(lse(logits) - logits[np.arange(len(y)), y])
-
-
 # ------------------------------------------------------------------------------------ recording
 class Recorder:
     """Wraps a model's forward: keeps (input, outputs) of every call as float64 NumPy arrays."""

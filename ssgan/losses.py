@@ -79,12 +79,13 @@ def supervised_loss(class_logits: Tensor, labels) -> Tensor:
 
 
 def discriminator_loss(logits_labeled: Tensor, labels, logits_unlabeled: Tensor, logits_fake: Tensor,
-                       real_target: float = 0.9) -> DiscriminatorLoss:
-    """L_D = L_supervised + L_unsupervised (section 5), with one-sided label smoothing (section 3.4).
+                       real_target: float = 0.9, unlabeled_weight: float = 1.0) -> DiscriminatorLoss:
+    """L_D = L_supervised + w L_unsupervised (section 5, w = ``unlabeled_weight``, 1 in the paper), with
+    one-sided label smoothing (section 3.4): the real term's target is ``real_target`` (0.9; 1 is none).
 
     ``logits_labeled``: class logits of the labeled real batch, with their ``labels``;
     ``logits_unlabeled``: class logits of the unlabeled real batch; ``logits_fake``: class logits of the
-    generator's batch. All are (N, K) Tensors.
+    generator's batch. All are (N, K) Tensors. The ``real`` and ``fake`` terms are reported unweighted.
     """
     # - E_data log D(x), D = sigmoid(log Z): BCE-with-logits against the smoothed target 0.9 (not 1).
     real = F.binary_cross_entropy_with_logits(real_fake_logit(logits_unlabeled), float(real_target))
@@ -92,7 +93,8 @@ def discriminator_loss(logits_labeled: Tensor, labels, logits_unlabeled: Tensor,
     fake = F.binary_cross_entropy_with_logits(real_fake_logit(logits_fake), 0.0)
     # - E_labeled log p(y | x, y < K+1): the softmax over the K real classes only.
     classes = supervised_loss(logits_labeled, labels)
-    return DiscriminatorLoss(real + fake + classes, real, fake, classes)
+    unsupervised = real + fake if unlabeled_weight == 1.0 else (real + fake) * float(unlabeled_weight)
+    return DiscriminatorLoss(unsupervised + classes, real, fake, classes)
 
 
 def notebook_discriminator_loss(logits_real: Tensor, labels, label_mask, logits_fake: Tensor,

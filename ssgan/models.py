@@ -91,7 +91,7 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, width: int = 64, num_classes: int = 10, drop_rate: float = 0.5,
-                 notebook: bool = False):
+                 notebook: bool = False, input_noise: float = 0.0):
         super().__init__()
         if min(in_channels, width, num_classes) < 1:
             raise ValueError(f"Discriminator: in_channels, width and num_classes must be positive, got "
@@ -99,7 +99,9 @@ class Discriminator(nn.Module):
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"Discriminator: drop_rate must be in [0, 1), got {drop_rate}")
         self.in_channels, self.width, self.num_classes = in_channels, width, num_classes
-        self.drop_rate, self.notebook = float(drop_rate), bool(notebook)
+        if not 0.0 <= input_noise < float("inf"):
+            raise ValueError(f"Discriminator: input_noise must be a finite number >= 0, got {input_noise}")
+        self.drop_rate, self.notebook, self.input_noise = float(drop_rate), bool(notebook), float(input_noise)
         w = width
         self.conv1 = nn.Conv2d(in_channels, w, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(w, w, 3, stride=2, padding=1, bias=self.notebook)  # notebook: bn2 unused
@@ -134,7 +136,8 @@ class Discriminator(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2:] != (32, 32):
             raise ValueError(f"Discriminator: x must have shape (N, {self.in_channels}, 32, 32), got {x.shape}")
         p = self.drop_rate
-        h = self._dropout(x, p / 2.5)
+        h = F.gaussian_noise(x, self.input_noise, training=self.training) if self.input_noise > 0 else x
+        h = self._dropout(h, p / 2.5)
         h = self._dropout(F.leaky_relu(self.conv1(h), SLOPE), p)
         h = self.conv2(h)
         h = F.leaky_relu(h if self.notebook else self._bn(self.bn2, h, real), SLOPE)
@@ -148,7 +151,8 @@ class Discriminator(nn.Module):
 
     def extra_repr(self):
         return (f"in_channels={self.in_channels}, width={self.width}, num_classes={self.num_classes}, "
-                f"drop_rate={self.drop_rate}, notebook={self.notebook}")
+                f"drop_rate={self.drop_rate}, notebook={self.notebook}"
+                + (f", input_noise={self.input_noise}" if self.input_noise else ""))
 
 
 # ------------------------------------------------------------------------------------ one builder for all
@@ -158,7 +162,8 @@ EMA_RATE = 1e-4          # --preset improved: a <- a + 1e-4 (p - a) after every 
 
 def build_models(config: dict, num_channels: int, num_classes: int, input_shape: tuple) -> dict:
     """The networks of a run, by name: ``"D"`` always, ``"G"`` unless ``supervised_only``, and
-    ``"D_ema"`` (the averaged discriminator, ``mg.AveragedModel``) under ``--preset improved``.
+    ``"D_ema"`` (the averaged discriminator, ``mg.AveragedModel``) under ``--preset improved`` and, with
+    ``--ema-rate R > 0``, under the default preset.
     ``input_shape`` is one image's shape as the data gives it ((784,) for improved MNIST, else (C, 32, 32)).
     Training and ``ssgan.evaluate`` both build their models here, so a checkpoint always fits.
     """
@@ -180,7 +185,10 @@ def build_models(config: dict, num_channels: int, num_classes: int, input_shape:
         return models
     notebook = preset == "notebook"
     models["D"] = Discriminator(num_channels, config["d_width"], num_classes,
-                                drop_rate=0.0 if notebook else DROP_RATE, notebook=notebook)
+                                drop_rate=0.0 if notebook else DROP_RATE, notebook=notebook,
+                                input_noise=config.get("d_noise", 0.0))
     if not config["supervised_only"]:
         models["G"] = Generator(config["z_dim"], config["g_width"], num_channels)
+    if config.get("ema_rate", 0.0) > 0:   # --ema-rate: PyTorch's AveragedModel start (a copy of D)
+        models["D_ema"] = mg.AveragedModel(models["D"], decay=1.0 - config["ema_rate"], start="copy")
     return models

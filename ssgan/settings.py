@@ -98,6 +98,19 @@ SETTINGS = (
     Setting("d_width", 64, "seed-model discriminator width: W, W, W then 2W channels, 2W pooled features",
             type=_count(1), metavar="W"),
     Setting("z_dim", 100, "noise dimension", type=_count(1), metavar="Z"),
+    # The seed model's study options (benchmarks/RESULTS.md, "Why the default run decays"); each default is
+    # the seed model's own setting, so a run that leaves them alone trains exactly as before they existed.
+    Setting("real_target", 0.9, "default preset: the target of the unlabeled real term (one-sided label "
+            "smoothing, section 3.4); 1 is none, as Improved-GAN's code", type=_finite, metavar="T"),
+    Setting("unlabeled_weight", 1.0, "default preset: the weight of the two unlabeled terms (real and fake) "
+            "against the class term; Improved-GAN's code has 0.5", type=_finite, metavar="W"),
+    Setting("d_noise", 0.0, "default preset: std of Gaussian noise added to the discriminator's input while "
+            "training (real and generated images alike); 0 is none", type=_finite, metavar="STD"),
+    Setting("g_steps", 1, "default preset: generator updates per discriminator update, each after the first "
+            "on a fresh generated batch", type=_count(1), metavar="K"),
+    Setting("ema_rate", 0.0, "default preset: also evaluate an average of the discriminator's parameters, "
+            "a <- a + R (p - a) after every discriminator step (logged as test_acc_ema); 0 is none. The "
+            "improved preset always averages, at 1e-4", type=_finite, metavar="R"),
     Setting("supervised_only", False, "the baseline: train the discriminator as a plain classifier on the "
             "labeled batches alone (no generator, no unlabeled data)"),
     Setting("device", "cpu", "where tensors live: cpu (NumPy + numba) or cuda (CuPy). A resumed run keeps "
@@ -116,6 +129,8 @@ SETTINGS = (
             kind="run"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+#: the default preset's study options (their defaults are the seed model's settings)
+SEED_STUDY_KEYS = ("real_target", "unlabeled_weight", "d_noise", "g_steps", "ema_rate")
 TRAINING_KEYS = tuple(s.name for s in SETTINGS if s.kind == "training")
 RUN_KEYS = tuple(s.name for s in SETTINGS if s.kind == "run")
 # Run settings a resume takes from the saved config when the command line does not give them.
@@ -225,7 +240,21 @@ def check(c: dict) -> None:
         bad.append(f"--lr-decay {c['lr_decay']!r} (expected 0 < gamma <= 1)")
     if c["preset"] not in PRESETS:
         bad.append(f"--preset {c['preset']!r} (expected one of {', '.join(PRESETS)})")
+    for k, ok, expected in (("real_target", lambda v: 0 < v <= 1, "0 < T <= 1"),
+                            ("unlabeled_weight", lambda v: v >= 0, "W >= 0"),
+                            ("d_noise", lambda v: v >= 0, "STD >= 0"),
+                            ("ema_rate", lambda v: 0 <= v < 1, "0 <= R < 1")):
+        v = c[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+            bad.append(f"--{k.replace('_', '-')} {v!r} (expected {expected})")
+    if isinstance(c["g_steps"], bool) or not isinstance(c["g_steps"], int) or c["g_steps"] < 1:
+        bad.append(f"--g-steps {c['g_steps']!r} (expected a positive integer)")
     if bad:
         raise SettingsError("invalid options: " + "; ".join(bad))
+    changed = [f"--{s.name.replace('_', '-')}" for s in SETTINGS if s.name in SEED_STUDY_KEYS
+               and c[s.name] != s.default]
+    if changed and c["preset"] != "default":
+        raise SettingsError(f"{', '.join(changed)}: only the default preset has these options, not "
+                            f"--preset {c['preset']}")
     if c["preset"] == "notebook" and c["supervised_only"]:
         raise SettingsError("--supervised-only has no notebook counterpart: use it with --preset default or improved")

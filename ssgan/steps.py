@@ -116,7 +116,9 @@ def _result(d, g_loss, correct, labeled: int, where: str) -> StepResult:
                       d_loss_fake=v["d_loss_fake"], g_loss=v["g_loss"], correct=v["correct"], labeled=labeled)
 
 
-def ssgan_step(D, G, opt_d, opt_g, x_lab, y_lab: np.ndarray, x_unl, *, z_dim: int, where: str) -> StepResult:
+def ssgan_step(D, G, opt_d, opt_g, x_lab, y_lab: np.ndarray, x_unl, *, z_dim: int, where: str,
+               real_target: float = REAL_TARGET, unlabeled_weight: float = 1.0, g_steps: int = 1,
+               ema=None) -> StepResult:
     """The default preset's step (section 5 of the paper, with the blog's model).
 
     1. ``fake = G(z)``, z ~ U(-1, 1), once (the generator's batch norm uses the batch's statistics).
@@ -126,14 +128,25 @@ def ssgan_step(D, G, opt_d, opt_g, x_lab, y_lab: np.ndarray, x_unl, *, z_dim: in
        0) + CE(x_lab)``; one Adam step on D.
     3. Generator: the *updated* D on the same ``fake``, with D frozen; the real features are those of
        ``x_unl`` from step 2. ``L_G = mean_j |mean f_j(x_unl) - mean f_j(fake)|``; one Adam step on G.
+
+    The study options (``ssgan/settings.py``; the defaults are the step above): ``real_target`` replaces
+    the 0.9, ``unlabeled_weight`` scales the two unlabeled terms, ``ema`` (an ``AveragedModel`` of D) is
+    updated after D's step, and ``g_steps > 1`` adds generator updates, each on a fresh batch ``G(z)``
+    against the same real features; the reported ``g_loss`` is the first update's.
     """
     n_lab = x_lab.shape[0]
-    fake = G(mg.rand(x_unl.shape[0], z_dim, device=x_unl.device) * 2.0 - 1.0)
+    noise = lambda: mg.rand(x_unl.shape[0], z_dim, device=x_unl.device) * 2.0 - 1.0  # noqa: E731
+    fake = G(noise())
     logits_real, features_real = D(mg.cat([x_lab, x_unl], dim=0), real=True)
     logits_fake, _ = D(fake.detach(), real=False)
-    d = losses.discriminator_loss(logits_real[:n_lab], y_lab, logits_real[n_lab:], logits_fake, REAL_TARGET)
+    d = losses.discriminator_loss(logits_real[:n_lab], y_lab, logits_real[n_lab:], logits_fake, real_target,
+                                  unlabeled_weight)
     _update(opt_d, d.total)
+    if ema is not None:
+        ema.update_parameters(D)
     g_loss = _feature_matching_update(D, opt_g, fake, features_real[n_lab:])
+    for _ in range(g_steps - 1):
+        _feature_matching_update(D, opt_g, G(noise()), features_real[n_lab:])
     return _result(d, g_loss, _correct(logits_real[:n_lab], y_lab), n_lab, where)
 
 
@@ -154,11 +167,14 @@ def notebook_step(D, G, opt_d, opt_g, x, labels: np.ndarray, label_mask: np.ndar
     return _result(d, g_loss, correct, len(labeled), where)
 
 
-def supervised_step(D, opt_d, x_lab, y_lab: np.ndarray, *, where: str) -> StepResult:
-    """``--supervised-only``: one Adam step of the discriminator as a classifier on the labeled batch."""
+def supervised_step(D, opt_d, x_lab, y_lab: np.ndarray, *, where: str, ema=None) -> StepResult:
+    """``--supervised-only``: one Adam step of the discriminator as a classifier on the labeled batch (and
+    the update of its average ``ema``, where the run keeps one)."""
     logits, _ = D(x_lab, real=True)
     loss = losses.supervised_loss(logits, y_lab)
     _update(opt_d, loss)
+    if ema is not None:
+        ema.update_parameters(D)
     v = read_once(where, _correct(logits, y_lab), d_loss=loss)
     return StepResult(d_loss=v["d_loss"], d_loss_class=v["d_loss"], correct=v["correct"], labeled=x_lab.shape[0])
 

@@ -16,8 +16,8 @@ ssgan/metrics.py     metrics.jsonl and steps.jsonl; ssgan/plots.py the pictures;
 An epoch is one pass over the shuffled training set. Each step takes a labeled batch (a cycler over the
 reshuffled labeled subset) and the epoch's next unlabeled batch (``--preset improved``: and one from a
 second permutation, for its generator step). After each epoch: accuracy on the labeled examples and the
-test set (improved: also with the averaged weights), a line in ``metrics.jsonl``, a sample grid, the
-curves and a checkpoint. Ctrl-C or SIGTERM finishes the step, writes a checkpoint and exits (130 / 143).
+test set (and with the averaged weights, where the run keeps an average), a line in ``metrics.jsonl``, a
+sample grid, the curves and a checkpoint. Ctrl-C or SIGTERM: the step ends, a checkpoint, exit 130 / 143.
 """
 from __future__ import annotations
 
@@ -94,9 +94,10 @@ class Run:
                                        batch(unlabeled_idx), batch(unlabeled2_idx), z_dim=c["z_dim"], where=where,
                                        feature_matching=fm)
         if c["supervised_only"]:
-            return steps.supervised_step(m["D"], o["D"], batch(labeled_idx), y_lab, where=where)
+            return steps.supervised_step(m["D"], o["D"], batch(labeled_idx), y_lab, where=where, ema=m.get("D_ema"))
+        study = {k: c[k] for k in ("real_target", "unlabeled_weight", "g_steps")}   # the seed model's options
         return steps.ssgan_step(m["D"], m["G"], o["D"], o["G"], batch(labeled_idx), y_lab, batch(unlabeled_idx),
-                                z_dim=c["z_dim"], where=where)
+                                z_dim=c["z_dim"], where=where, ema=m.get("D_ema"), **study)
 
     def save(self) -> None:
         ckpt.save_checkpoint(self.paths["checkpoint"], self.config, self.models, self.optimizers, self.state,
@@ -142,8 +143,7 @@ def setup(config: dict, out: Path, saved: tuple | None = None) -> Run:
     for m in models.values():
         m.to(c["device"])
     if improved and saved is None:
-        # data-dependent initialisation (noise and dropout on), as the recipe's init_param: MNIST on 500
-        # random training images, SVHN on 500 random labeled ones; SVHN's generator on one batch of noise
+        # data-dependent init (noise, dropout on) as the recipe's: on 500 random training (SVHN: labeled) images
         pool = np.arange(len(train_set)) if c["dataset"] == "mnist" else labeled
         pick = np.random.default_rng(streams[3]).choice(pool, min(INIT_IMAGES, len(pool)), replace=False)
         models["D"].init_from_batch(mg.tensor(train_set.images[pick], device=c["device"]))

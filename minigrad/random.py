@@ -3,13 +3,15 @@
 Everything random in minigrad (``randn``, ``rand``, parameter initialisation, dropout masks, Gaussian
 noise) draws from here, so one ``manual_seed`` call makes a CPU run repeatable. The CPU has two streams:
 
-* a NumPy ``Generator`` (PCG64) for ``randn``, ``rand``, the initialisers and dropout masks;
-* the noise stream of ``F.gaussian_noise`` (float32 and float64): a Philox4x32-10 key and a counter of the
-  blocks used so far (:func:`noise_stream`). The noise kernels turn blocks into N(0, 1) values with the
-  ziggurat (``minigrad/kernels/noise_reference.py`` defines the stream); each value depends on the key, the
-  counter and its position alone, so it is the same however many threads draw it.
+* a NumPy ``Generator`` (PCG64) for ``randn``, ``rand`` and the initialisers;
+* the noise stream of ``F.gaussian_noise`` (float32 and float64) and ``F.dropout``: a Philox4x32-10 key and
+  a counter of the blocks used so far (:func:`noise_stream`). The noise kernels turn blocks into N(0, 1)
+  values with the ziggurat (``minigrad/kernels/noise_reference.py`` defines the stream), the dropout kernels
+  into keep/drop decisions (``minigrad/kernels/dropout_reference.py``); each draw reserves blocks of its
+  own, and each value depends on the key, the counter and its position alone, so it is the same however
+  many threads draw it.
 
-The GPU has a CuPy ``RandomState``, which noise on the GPU also draws from.
+The GPU has a CuPy ``RandomState``, which noise and dropout masks on the GPU also draw from.
 
 Saving and restoring the CPU state
 ----------------------------------

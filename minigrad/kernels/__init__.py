@@ -5,18 +5,19 @@ Kernels come in *families*, one per op family that has fast kernels. Every modul
 the same functions with the same arguments and results, and says whether it handles given arrays
 (``supports(*arrays)``):
 
-=============  ============================  =======================  ========================
-family         reference (any array module)  fast, NumPy (numba)      fast, CuPy
-=============  ============================  =======================  ========================
-conv           ``im2col.py``                 ``conv_cpu.py``          ``conv_cuda.py``
-norm           ``norm_reference.py``         ``norm_cpu.py``          ``norm_cuda.py``
-elementwise    ``elementwise_reference.py``  ``elementwise_cpu.py``   ``elementwise_cuda.py``
-optim          ``optim_reference.py``        ``optim_cpu.py``         ``optim_cuda.py``
-dropout        ``dropout_reference.py``      the reference            ``dropout_cuda.py``
-weight_norm    ``weight_norm_reference.py``  ``weight_norm_cpu.py``   the reference
-noise          ``noise_reference.py``        ``noise_cpu.py``         the reference
-average        ``average_reference.py``      ``average_cpu.py``       the reference
-=============  ============================  =======================  ========================
+==============  ============================  =========================  ========================
+family          reference (any array module)  fast, NumPy (numba)        fast, CuPy
+==============  ============================  =========================  ========================
+conv            ``im2col.py``                 ``conv_cpu.py``            ``conv_cuda.py``
+norm            ``norm_reference.py``         ``norm_cpu.py``            ``norm_cuda.py``
+elementwise     ``elementwise_reference.py``  ``elementwise_cpu.py``     ``elementwise_cuda.py``
+optim           ``optim_reference.py``        ``optim_cpu.py``           ``optim_cuda.py``
+dropout         ``dropout_reference.py``      the reference              ``dropout_cuda.py``
+dropout_philox  ``dropout_reference.py``      ``dropout_philox_cpu.py``  the reference
+weight_norm     ``weight_norm_reference.py``  ``weight_norm_cpu.py``     the reference
+noise           ``noise_reference.py``        ``noise_cpu.py``           the reference
+average         ``average_reference.py``      ``average_cpu.py``         the reference
+==============  ============================  =========================  ========================
 
 An op asks for the module that handles its arrays, and calls it; there is no other way to reach a kernel::
 
@@ -53,6 +54,7 @@ FAMILIES = {
     "elementwise": ("elementwise_reference", ("elementwise_cpu", "elementwise_cuda")),
     "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
     "dropout": ("dropout_reference", ("dropout_cuda",)),
+    "dropout_philox": ("dropout_reference", ("dropout_philox_cpu",)),
     "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
     "noise": ("noise_reference", ("noise_cpu",)),
     "average": ("average_reference", ("average_cpu",)),
@@ -65,6 +67,7 @@ INTERFACES = {
     "elementwise": ("supports", "leaky_relu", "leaky_relu_backward"),
     "optim": ("supports", "adam_update"),
     "dropout": ("supports", "dropout_mask"),
+    "dropout_philox": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),
     "noise": ("supports", "blocks", "add_normal"),
     "average": ("supports", "average_update"),

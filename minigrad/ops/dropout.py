@@ -4,9 +4,24 @@
 Dropout
 -------
 Inverted dropout: each value is kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``, so the
-expectation is unchanged and evaluation needs no rescaling. :class:`Dropout` takes its mask as an option
-(so a gradient check can hold the mask fixed); ``F.dropout`` draws it with :func:`dropout_mask` from
-minigrad's seeded generator.
+expectation is unchanged and evaluation needs no rescaling. The result is ``x * m`` with ``m`` the scale
+where a value is kept and 0 where it is dropped, and the gradient is ``grad * m``: the same ``m``.
+
+On the CPU, :class:`PhiloxDropout` takes its decisions from minigrad's counter-based Philox stream
+(``minigrad/random.py``; the layout and the rule are in ``kernels/dropout_reference.py``): value ``i`` is
+kept when its 32-bit word is ``>= t``, with the threshold :func:`keep_threshold` ``t = round(p * 2**32)``
+(so the keep probability is exactly ``1 - t / 2**32``). :func:`philox_dropout`, what ``F.dropout`` calls,
+reserves ``ceil(n / 4)`` blocks of the stream and applies the op at their ``(key, counter)``; the op keeps
+only those two numbers, the threshold and the scale for its backward, which computes the same decisions
+again from them (one pass of the ``dropout_philox`` kernels each way, no mask array in memory). Being a
+function of its input and options, the op is gradient-checked like any other.
+
+On the GPU, ``F.dropout`` draws uniforms from CuPy's generator, makes a mask of them with
+:func:`dropout_mask` (one kernel, ``kernels/dropout_cuda.py``) and applies :class:`Dropout`, which takes
+its mask as an option (so a gradient check can also hold a mask fixed) and keeps it for the backward.
+The two devices therefore draw different masks for the same seed. (:class:`PhiloxDropout` itself runs on
+CuPy arrays too, as the reference's array expressions, which give the CPU's decisions but cost about a
+hundred kernel launches each way; a one-kernel CUDA version is not written yet.)
 
 Gaussian noise
 --------------
@@ -26,9 +41,61 @@ from .. import kernels, random
 from ..autograd import Function
 from ..backend import array_module
 
+#: the number of possible 32-bit words, which the threshold counts in
+WORD_VALUES = 2**32
+
+
+def keep_threshold(p) -> int:
+    """The threshold ``t`` for drop probability ``p``: ``round(p * 2**32)`` (to nearest; ``p * 2**32`` is
+    exact in float64), clamped to [0, 2**32]. A value is kept when its word is ``>= t``: with probability
+    exactly ``1 - t / 2**32``, within ``2**-33`` of ``1 - p``; ``p = 0`` keeps all, ``p = 1`` drops all."""
+    return min(max(round(float(p) * WORD_VALUES), 0), WORD_VALUES)
+
+
+def keep_scale(p) -> float:
+    """What a kept value is multiplied by: ``1 / (1 - p)`` (0 for ``p = 1``, where nothing is kept)."""
+    return 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
+
+
+class PhiloxDropout(Function):
+    """``x * m`` with ``m = 1 / (1 - p)`` where the Philox stream at ``counter`` under ``key`` keeps a value
+    and 0 where it drops it; backward: ``grad * m``, the decisions computed again (see the module
+    docstring). ``key`` and ``counter`` are options, so the op is a fixed function of ``x``."""
+
+    name = "philox_dropout"
+
+    @staticmethod
+    def forward(ctx, x, p=0.5, key=0, counter=0):
+        p = check_dropout_p("philox_dropout", p, x)
+        if x.dtype.kind != "f":
+            raise TypeError(f"philox_dropout: input must be floating point, got {x.dtype} of shape "
+                            f"{tuple(x.shape)}")
+        ctx.stream = (keep_threshold(p), keep_scale(p), _check_word("key", key), _check_word("counter", counter))
+        return kernels.for_arrays("dropout_philox", x).philox_dropout(x, *ctx.stream)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return kernels.for_arrays("dropout_philox", grad).philox_dropout(grad, *ctx.stream)
+
+
+def _check_word(name, value):
+    """A key or counter of the stream as an int, or a ValueError: an integer in [0, 2**64)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not 0 <= value < 2**64:
+        raise ValueError(f"philox_dropout: {name} must be an integer in [0, 2**64), got {value!r}")
+    return int(value)
+
+
+def philox_dropout(x, p):
+    """Dropout of a Tensor ``x`` with probability ``p``, a fresh draw from minigrad's Philox stream (its
+    counter moves on past the blocks used)."""
+    blocks = kernels.for_arrays("dropout_philox", x.data).blocks(x.numel())
+    key, counter = random.noise_stream(blocks)
+    return PhiloxDropout.apply(x, p=p, key=key, counter=counter)
+
 
 def dropout_mask(shape, p, dtype, device):
-    """A dropout mask: 0 with probability ``p``, else ``1 / (1 - p)``, drawn from minigrad's generator.
+    """A dropout mask: 0 with probability ``p``, else ``1 / (1 - p)``, drawn from minigrad's generator for
+    ``device`` (what ``F.dropout`` uses on the GPU; on the CPU it draws from NumPy's Generator).
 
     A value is kept when its uniform draw ``u`` in [0, 1) satisfies ``u >= p``. The draws are float32
     (``Generator.random(dtype=float32)`` on the CPU: half the work of float64, and a resolution of 2**-24
@@ -44,9 +111,12 @@ def dropout_mask(shape, p, dtype, device):
     return kernels.for_arrays("dropout", u).dropout_mask(u, p, dtype)
 
 
-def check_dropout_p(op, p):
+def check_dropout_p(op, p, x=None):
+    """``p`` as a float, or a ValueError naming ``op`` (and the input's shape when ``x`` is given): a real
+    number in [0, 1], not a bool or NaN."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p!r}")
+        shape = "" if x is None else f" (for an input of shape {tuple(x.shape)})"
+        raise ValueError(f"{op}: the dropout probability p must be between 0 and 1, but got {p!r}{shape}")
     return float(p)
 
 

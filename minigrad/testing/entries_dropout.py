@@ -1,10 +1,13 @@
 """Registry entries for ``minigrad/ops/dropout.py``: dropout. See :mod:`minigrad.testing.registry` for the
 fields. (Gaussian noise, one op of its own, has its entries in ``entries_noise.py``.)
 
-Dropout has two entries: the op with a fixed mask (``ops.dropout.Dropout`` takes the mask as an option,
-which is how a gradient check holds it still), and ``F.dropout`` on the settings where it is
-deterministic on every device (``p`` of 0 or 1, evaluation mode). Its random behaviour (rate,
-expectation, seeding) is tested in tests/test_dropout.py.
+Dropout has three entries: the CPU's op at a given position of the Philox stream (``ops.dropout.
+PhiloxDropout``: ``key`` and ``counter`` are options, so the decisions are fixed, and the reference
+computes them with ``kernels/dropout_reference.py``); the op with a fixed mask (``ops.dropout.Dropout``,
+the GPU's, takes the mask as an option, which is how a gradient check holds it still); and ``F.dropout``
+on the settings where it is deterministic on every device (``p`` of 0 or 1, evaluation mode). Its random
+behaviour (rate, expectation, seeding, the saved state, the fast kernel against the reference) is tested
+in tests/test_dropout.py.
 """
 from __future__ import annotations
 
@@ -13,10 +16,43 @@ from hypothesis import strategies as st
 
 from .. import backend
 from .. import functional as F
-from ..ops.dropout import Dropout
+from ..kernels import dropout_reference
+from ..ops.dropout import Dropout, PhiloxDropout, keep_scale, keep_threshold
 from .registry import Case, OpSpec, register
 
 # ------------------------------------------------------------------------------------------- dropout
+
+
+def _philox_mask(shape, p, key, counter):
+    """The float64 multipliers of the Philox dropout at ``(key, counter)``: ``1 / (1 - p)`` where kept, else
+    0 (the decisions do not depend on the dtype: one 32-bit word per value in both)."""
+    n = int(np.prod(shape))
+    keep = dropout_reference.keep_mask(n, keep_threshold(p), key, counter).reshape(shape)
+    return np.where(keep, keep_scale(p), 0.0)
+
+
+@st.composite
+def _philox_cases(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    return Case((rng.standard_normal(shape),), {
+        "p": draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0])),
+        "key": draw(st.integers(0, 2**64 - 1)),
+        "counter": draw(st.sampled_from([0, 1, 12345, 2**64 - 1])),
+    })
+
+
+register(OpSpec(
+    name="philox_dropout",
+    fn=lambda x, p, key, counter: PhiloxDropout.apply(x, p=p, key=key, counter=counter),
+    cases=_philox_cases(),
+    reference=lambda x, p, key, counter: x * _philox_mask(x.shape, p, key, counter),
+    covers=(PhiloxDropout,),
+    torch_reference=lambda torch, x, p, key, counter: x * torch.tensor(_philox_mask(tuple(x.shape), p, key,
+                                                                                     counter)),
+    notes="The op behind F.dropout on the CPU, its decisions fixed by (key, counter): x * m, gradient "
+          "upstream * m. A counter of 2**64 - 1 checks the wrap-around of the blocks.",
+))
 
 
 @st.composite

@@ -50,7 +50,7 @@ from benchmarks import common
 
 CATEGORY_OF_OP = {
     "conv2d": "GEMM", "conv_transpose2d": "GEMM", "linear": "GEMM", "matmul": "GEMM",
-    "batch_norm": "batch norm", "dropout": "dropout",
+    "batch_norm": "batch norm", "dropout": "dropout", "philox_dropout": "dropout",
     "sum": "reductions", "mean": "reductions", "max": "reductions", "logsumexp": "reductions",
     "softmax": "reductions", "log_softmax": "reductions",
     "cross_entropy": "losses", "binary_cross_entropy_with_logits": "losses",

@@ -125,6 +125,7 @@ BOUNDS_CHECKED_TESTS = [
     "tests/test_conv_kernels.py",
     "tests/test_fused_cpu_kernels.py",
     "tests/test_norm.py::test_numba_kernels_agree_with_numpy_reference",
+    "tests/test_dropout.py::test_numba_kernel_equals_the_reference_bit_for_bit",
     "tests/test_kernels.py::test_out_of_range_indices_are_index_errors_under_bounds_checking",
 ]
 

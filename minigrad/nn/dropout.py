@@ -10,8 +10,8 @@ from .module import Module
 class Dropout(Module):
     """Zero each value with probability ``p`` while training and scale the kept ones by 1 / (1 - p).
 
-    The mask is drawn from minigrad's seeded generator on every call; in evaluation mode (``.eval()``) the
-    input is returned unchanged.
+    The decisions are new on every call, from minigrad's seeded generators (``F.dropout``: on the CPU its
+    counter-based stream, no mask kept); in evaluation mode (``.eval()``) the input is returned unchanged.
     """
 
     def __init__(self, p=0.5):

@@ -31,15 +31,23 @@ How it fits together
      broadcast batch dims of its output (tests/test_engine.py checks that no op module unbroadcasts).
   2. *Checking*: after unbroadcasting, every gradient must have exactly its input's shape and dtype,
      otherwise the op has a bug and the engine says which op.
-  3. *Accumulating out of place*: when a tensor feeds several ops, its gradients are added with
-     ``a + b`` into a new array, so no array an op returned (or saved) is ever modified behind its back.
-     The other half of that contract: an op must not write into the gradient it receives (the same
-     array may also be on its way to another op). The engine hands ``backward`` a read-only view
-     wherever the array type has a writeable flag, so a violation fails loudly instead of corrupting
-     another branch's gradient. NumPy arrays have that flag; CuPy arrays have none (a view cannot be made
-     read-only on the GPU, and a copy per node would cost a kernel and memory), so on the GPU the rule is
-     held by the tests: the CuPy stand-in they run every op's CUDA path on (``tests/fake_cupy.py``) keeps
-     NumPy's flag, and the engine's read-only views reach the CUDA code there as they do on the CPU.
+  3. *Owning what it keeps*: a gradient the engine keeps - in ``.grad``, or as the running sum of a
+     tensor that feeds several ops - must be an array nobody else holds, so that adding into it in place
+     changes nothing behind anyone's back. An op's gradient is taken as it is when it is *fresh*:
+     C-contiguous, writeable, and sharing no memory with what the op could have handed on instead of a
+     new array - the gradient it received, its own output, the arrays its node holds (saved or as
+     attributes), its inputs' values, and its other inputs' gradients (Add hands the same array to both
+     inputs). Anything else is copied once, where it is kept (:func:`_is_fresh`). A second contribution
+     is then added into the first in place when the first is the engine's own, and a later backward pass
+     adds into a ``.grad`` the engine made (never into one the caller assigned). So the usual case - a
+     weight gradient fresh from a matrix product - costs no copy. The other half of that contract: an
+     op must not write into the gradient it receives (the same array may also be on its way to another
+     op). The engine hands ``backward`` a read-only view wherever the array type has a writeable flag,
+     so a violation fails loudly instead of corrupting another branch's gradient. NumPy arrays have that
+     flag; CuPy arrays have none (a view cannot be made read-only on the GPU, and a copy per node would
+     cost a kernel and memory), so on the GPU the rule is held by the tests: the CuPy stand-in they run
+     every op's CUDA path on (``tests/fake_cupy.py``) keeps NumPy's flag, and the engine's read-only
+     views reach the CUDA code there as they do on the CPU.
 
   Unless ``retain_graph=True``, each node's saved arrays and input links are dropped as soon as the
   node has been used, so memory is returned while the walk goes on.
@@ -51,7 +59,7 @@ import threading
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, is_array
 
 _state = threading.local()
 
@@ -217,34 +225,112 @@ def _topological_order(root):
     return order
 
 
+def _is_fresh(gi, held):
+    """Whether the engine may keep the gradient ``gi`` an op returned without copying it (rule 3 above):
+    C-contiguous, writeable where the array type says, and sharing no memory with any array of ``held``
+    (``may_share_memory`` compares memory bounds on the host: no kernel, and never a wrong "no")."""
+    flags = gi.flags
+    if not flags.c_contiguous or not getattr(flags, "writeable", True):
+        return False
+    xp = array_module(gi)
+    # (an array on the other device - ToDevice's input - cannot share memory with gi)
+    return not any(array_module(a) is xp and xp.may_share_memory(gi, a) for a in held)
+
+
+def _held_by(node, output, upstream):
+    """The arrays an op's backward could hand on instead of new ones: the gradient it received, its output,
+    what its node holds (saved arrays, array attributes) and its inputs' values."""
+    held = [upstream, output, *node.saved_arrays, *(t.data for t in node.inputs)]
+    held += [v for v in vars(node).values() if is_array(v)]
+    return [a for a in held if is_array(a)]
+
+
+def _keep_grad(tensor, g, fresh):
+    """Accumulate ``g`` into ``tensor.grad``: ``g`` itself when it is fresh (else a C-contiguous copy: it
+    may be a read-only broadcast view, another input's gradient, or the caller's array), added in place
+    into a ``.grad`` the engine made earlier, out of place into one the caller assigned. (``xp.array``
+    rather than ascontiguousarray, which would turn 0-d into 1-d.)"""
+    from .tensor import Tensor
+
+    xp = array_module(g)
+    previous = tensor.grad
+    if previous is not None and previous.data is tensor._engine_grad:
+        previous.data += g
+        return
+    if previous is None:
+        total = g if fresh else xp.array(g, order="C")
+    else:
+        total = xp.asarray(previous.data + g, order="C")
+    tensor.grad = Tensor._wrap(total)
+    tensor._engine_grad = total
+
+
+def _add_pending(grads, key, gi, fresh):
+    """Add an op's gradient ``gi`` to the pending gradient of the tensor with id ``key``: kept as it is (or
+    marked to be copied if kept), or added into the running sum - in place when that sum is the engine's."""
+    if key not in grads:
+        grads[key] = (gi, fresh)
+        return
+    previous, previous_fresh = grads[key]
+    if previous_fresh:
+        previous += gi
+        return
+    total = previous + gi
+    if isinstance(total, np.generic):  # the sum of two 0-d arrays is a NumPy scalar
+        total = np.asarray(total)
+    grads[key] = (total, _is_fresh(total, ()))   # new, but not C-contiguous when NumPy kept a transposed order
+
+
+def _pass_on(node, output, upstream, input_grads, grads):
+    """Check the gradients an op's backward returned (unbroadcast first, then shape and dtype) and add each
+    to its input's pending gradient, saying whether it is fresh (rule 3). A function of its own, so that
+    what it looks at is let go when it returns (the walk frees results as it goes)."""
+    held = None
+    for i, (inp, gi, needed) in enumerate(zip(node.inputs, input_grads, node.needs_input_grad)):
+        if gi is None or not needed:
+            continue
+        returned = gi
+        gi = unbroadcast(gi, inp.shape)
+        if isinstance(gi, np.generic):
+            gi = np.asarray(gi)
+        if gi.shape != inp.shape or gi.dtype != inp.dtype:
+            raise RuntimeError(
+                f"{node.fn.name}: backward produced a gradient of shape {tuple(gi.shape)} and dtype "
+                f"{gi.dtype} for an input of shape {tuple(inp.shape)} and dtype {inp.dtype} (a bug in the op)"
+            )
+        if gi is returned:   # the op's own array: fresh only if nothing else holds it
+            if held is None:
+                held = _held_by(node, output, upstream)
+            others = [o for j, o in enumerate(input_grads) if j != i and is_array(o)]
+            fresh = _is_fresh(gi, held + others)
+        else:                # a sum unbroadcast made
+            fresh = _is_fresh(gi, ())
+        _add_pending(grads, id(inp), gi, fresh)
+
+
 def backward(root, grad, retain_graph=False):
     """Backpropagate ``grad`` (an array shaped like ``root``) to every leaf that requires a gradient.
 
     Leaves (tensors created by the user with ``requires_grad=True``) accumulate into ``.grad``; so does any
     intermediate tensor on which ``retain_grad()`` was called.
     """
-    from .tensor import Tensor
-
     order = _topological_order(root)
-    grads = {id(root): np.asarray(grad) if isinstance(grad, np.generic) else grad}
+    # tensor id -> (pending gradient, fresh): the caller's array is not the engine's to keep
+    grads = {id(root): (np.asarray(grad) if isinstance(grad, np.generic) else grad, False)}
     while order:
         # Pop rather than iterate: once a tensor's gradient has been passed on, the walk holds no
         # reference to it, so an intermediate result (and its array) is freed as soon as its node is done.
         tensor = order.pop()
-        g = grads.pop(id(tensor), None)
+        g, fresh = grads.pop(id(tensor), (None, False))
         if g is None:
             continue
         node = tensor._node
         if node is None or tensor._retains_grad:
-            # .grad always gets a C-contiguous array of its own: g may be a read-only broadcast view, the
-            # very array another input received (Add hands the same gradient to both inputs), or the
-            # array the caller passed to backward(). (ascontiguousarray would also turn 0-d into 1-d.)
-            xp = array_module(g)
-            total = xp.array(g, order="C") if tensor.grad is None else xp.asarray(tensor.grad.data + g, order="C")
-            tensor.grad = Tensor._wrap(total)
+            _keep_grad(tensor, g, fresh)
         if node is None:
             continue
 
+        upstream = g
         if getattr(g.flags, "writeable", False):
             # The same gradient array may reach several ops (Add hands one array to both inputs), so an
             # op must never write into the gradient it is given: hand it a read-only view to enforce that
@@ -258,22 +344,6 @@ def backward(root, grad, retain_graph=False):
             raise RuntimeError(
                 f"{node.fn.name}: backward returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
             )
-        for inp, gi, needed in zip(node.inputs, input_grads, node.needs_input_grad):
-            if gi is None or not needed:
-                continue
-            gi = unbroadcast(gi, inp.shape)
-            if isinstance(gi, np.generic):
-                gi = np.asarray(gi)
-            if gi.shape != inp.shape or gi.dtype != inp.dtype:
-                raise RuntimeError(
-                    f"{node.fn.name}: backward produced a gradient of shape {tuple(gi.shape)} and dtype "
-                    f"{gi.dtype} for an input of shape {tuple(inp.shape)} and dtype {inp.dtype} (a bug in the op)"
-                )
-            previous = grads.get(id(inp))
-            if previous is not None:
-                gi = previous + gi
-                if isinstance(gi, np.generic):  # the sum of two 0-d arrays is a NumPy scalar
-                    gi = np.asarray(gi)
-            grads[id(inp)] = gi
+        _pass_on(node, tensor.data, upstream, input_grads, grads)
         if not retain_graph:
             node.release()

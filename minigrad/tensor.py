@@ -31,12 +31,14 @@ class Tensor:
         The values. Assigning to ``data`` changes the tensor without recording anything (used by
         optimizers).
     grad : Tensor or None
-        Filled by :meth:`backward` for leaves with ``requires_grad=True``.
+        Filled by :meth:`backward` for leaves with ``requires_grad=True``. A gradient the engine made is
+        accumulated into in place by later backward passes; one assigned to ``.grad`` is never written into
+        (the next backward pass replaces it by a new array holding the sum).
     requires_grad : bool
         Whether ops on this tensor are recorded for backpropagation.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "_grad", "_engine_grad", "_requires_grad", "_node", "_retains_grad", "__weakref__")
     __array_priority__ = 1000  # make `numpy_array * tensor` call Tensor.__rmul__
     __hash__ = object.__hash__  # __eq__ is elementwise, as in PyTorch
 
@@ -45,7 +47,7 @@ class Tensor:
             raw = data.data if isinstance(data, Tensor) else data
             device = backend.device_of(raw) if backend.is_array(raw) else "cpu"
         self.data = dtypes.as_array(data.data if isinstance(data, Tensor) else data, dtype, device)
-        self.grad = None
+        self._grad = self._engine_grad = None
         self._node = None
         self._retains_grad = False
         self._requires_grad = False
@@ -56,13 +58,24 @@ class Tensor:
         """Wrap an array an op produced (no copy, no dtype change); ``node`` is the op that made it."""
         t = cls.__new__(cls)
         t.data = array
-        t.grad = None
+        t._grad = t._engine_grad = None
         t._node = node
         t._retains_grad = False
         t._requires_grad = node is not None
         return t
 
     # ----------------------------------------------------------------------------- properties
+    @property
+    def grad(self):
+        """The accumulated gradient (a Tensor), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        # An assigned gradient is the caller's: forget which array the engine made (``_engine_grad``, the
+        # only one ``autograd.backward`` adds into in place).
+        self._grad, self._engine_grad = value, None
+
     @property
     def requires_grad(self) -> bool:
         return self._requires_grad

@@ -1130,27 +1130,6 @@ def _per_channel(v, c):
     return v[:c].reshape(1, c, 1)
 
 
-@kernel_equivalent("minigrad_bn_normalize")
-def _bn_normalize(*, x, coef, s, c, y):
-    c, s = int(c), int(s)
-    xv = _np.asarray(x, dtype=_np.float64).reshape(-1, c, s)
-    out = (xv - _per_channel(coef, c)) * _per_channel(coef[2 * c:], c) + _per_channel(coef[3 * c:], c)
-    y[...] = out.reshape(y.shape)
-
-
-@kernel_equivalent("minigrad_bn_backward_dx")
-def _bn_backward_dx(*, g, x, coef, dcoef, s, c, batch_stats, dx):
-    c, s = int(c), int(s)
-    gv = _np.asarray(g, dtype=_np.float64).reshape(-1, c, s)
-    scale = _per_channel(coef[2 * c:], c)
-    if batch_stats:
-        xv = _np.asarray(x, dtype=_np.float64).reshape(-1, c, s)
-        out = scale * (gv - _per_channel(dcoef, c)) - _per_channel(dcoef[c:], c) * (xv - _per_channel(coef, c))
-    else:
-        out = scale * gv
-    dx[...] = out.reshape(dx.shape)
-
-
 def _check_grid(name, grid, block, c):
     from minigrad.kernels import norm_cuda
     if grid != (c,) or block != (norm_cuda.BLOCK,):
@@ -1158,20 +1137,34 @@ def _check_grid(name, grid, block, c):
                          f"{norm_cuda.BLOCK} threads per channel ({c})")
 
 
-@kernel_equivalent("minigrad_bn_stats")
-def _bn_stats(grid, block, x, n, c, s, gamma, beta, has_gamma, has_beta, running_mean, running_var, mode,
-              update_running, momentum, eps, coef):
+def _channels(buffer, layout, n, c, s):
+    """A batch-norm kernel's flat buffer as (N, C, S) values: stored as (N, C, S) (layout 0) or in channel
+    rows, (C, N, S) (layout 1). A view: writing into it writes the buffer."""
+    if layout:
+        return buffer[:n * c * s].reshape(c, n, s).transpose(1, 0, 2)
+    return buffer[:n * c * s].reshape(n, c, s)
+
+
+def _bn_batch_stats(xv, n, c, s):
+    """The batch's mean and biased variance per channel, from shifted sums as the kernel computes them."""
+    shift = xv[0, :, 0]
+    d = xv - shift.reshape(1, c, 1)
+    count = n * s
+    m1 = d.sum(axis=(0, 2)) / count
+    v = (d * d).sum(axis=(0, 2)) / count - m1 * m1
+    return shift + m1, _np.where(v > 0.0, v, 0.0)
+
+
+@kernel_equivalent("minigrad_bn_forward")
+def _bn_forward(grid, block, x, x_layout, n, c, s, gamma, beta, has_gamma, has_beta, running_mean, running_var,
+                mode, update_running, momentum, eps, coef, y):
     n, c, s = int(n), int(c), int(s)
-    _check_grid("minigrad_bn_stats", grid, block, c)
+    _check_grid("minigrad_bn_forward", grid, block, c)
+    xv = _channels(x, x_layout, n, c, s).astype(_np.float64)
     if mode == 0:
-        xv = x[:n * c * s].astype(_np.float64).reshape(n, c, s)
-        shift = xv[0, :, 0]
-        d = xv - shift.reshape(1, c, 1)
-        count = n * s
-        m1 = d.sum(axis=(0, 2)) / count
-        v = (d * d).sum(axis=(0, 2)) / count - m1 * m1
-        mean, var = shift + m1, _np.where(v > 0.0, v, 0.0)
+        mean, var = _bn_batch_stats(xv, n, c, s)
         if update_running:
+            count = n * s
             rm, rv = running_mean[:c], running_var[:c]
             rm[...] = (1.0 - momentum) * rm.astype(_np.float64) + momentum * mean
             rv[...] = (1.0 - momentum) * rv.astype(_np.float64) + momentum * (var * (count / (count - 1.0)))
@@ -1182,19 +1175,29 @@ def _bn_stats(grid, block, x, n, c, s, gamma, beta, has_gamma, has_beta, running
     coef[c:2 * c] = inv
     coef[2 * c:3 * c] = (gamma[:c].astype(_np.float64) if has_gamma else 1.0) * inv
     coef[3 * c:4 * c] = beta[:c].astype(_np.float64) if has_beta else 0.0
+    out = (xv - _per_channel(coef, c)) * _per_channel(coef[2 * c:], c) + _per_channel(coef[3 * c:], c)
+    _channels(y, 1, n, c, s)[...] = out
 
 
-@kernel_equivalent("minigrad_bn_backward_reduce")
-def _bn_backward_reduce(grid, block, g, x, n, c, s, coef, batch_stats, want_params, dparams, dcoef):
+@kernel_equivalent("minigrad_bn_backward")
+def _bn_backward(grid, block, g, g_layout, x, x_layout, n, c, s, coef, batch_stats, want_sums, want_params, want_dx,
+                 dparams, dcoef, dx):
     n, c, s = int(n), int(c), int(s)
-    _check_grid("minigrad_bn_backward_reduce", grid, block, c)
-    gv = g[:n * c * s].astype(_np.float64).reshape(n, c, s)
-    xv = x[:n * c * s].astype(_np.float64).reshape(n, c, s)
-    sum_g = gv.sum(axis=(0, 2))
-    sum_gxhat = (gv * (xv - coef[:c].reshape(1, c, 1))).sum(axis=(0, 2)) * coef[c:2 * c]
+    _check_grid("minigrad_bn_backward", grid, block, c)
+    gv = _channels(g, g_layout, n, c, s).astype(_np.float64)
+    xv = _channels(x, x_layout, n, c, s).astype(_np.float64)
+    sum_g = gv.sum(axis=(0, 2)) if want_sums else _np.zeros(c)
+    sum_gxhat = ((gv * (xv - _per_channel(coef, c))).sum(axis=(0, 2)) if want_sums else _np.zeros(c)) * coef[c:2 * c]
     if want_params:
         dparams[:c] = sum_gxhat
         dparams[c:2 * c] = sum_g
     count = n * s
     dcoef[:c] = sum_g / count if batch_stats else 0.0
     dcoef[c:2 * c] = coef[2 * c:3 * c] * coef[c:2 * c] * (sum_gxhat / count) if batch_stats else 0.0
+    if want_dx:
+        scale = _per_channel(coef[2 * c:], c)
+        if batch_stats:
+            out = scale * (gv - _per_channel(dcoef, c)) - _per_channel(dcoef[c:], c) * (xv - _per_channel(coef, c))
+        else:
+            out = scale * gv
+        _channels(dx, x_layout, n, c, s)[...] = out

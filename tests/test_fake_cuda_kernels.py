@@ -27,6 +27,7 @@ from minigrad.kernels import (dropout_cuda, dropout_reference, elementwise_cuda,
                               norm_reference, optim_cuda, optim_reference)
 
 import fake_cupy
+import fake_cupy as cp_fake
 from fake_cupy import fake_cuda  # noqa: F401  (fixture)
 
 C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
@@ -95,16 +96,18 @@ def _call(fn, kinds, values, size):
 
 
 def reduction_library(cc, kernel, t_type, r_type, block):
-    """A reduction kernel (norm_cuda.STATS / BACKWARD_REDUCE) for the CPU: per channel (block), each thread's
+    """A batch-norm kernel (norm_cuda.FORWARD / BACKWARD) for the CPU: per channel (block), each thread's
     accumulate, then the tree's steps (each step's threads one after the other: what a barrier guarantees),
-    then thread 0's finalize."""
-    name, params, accumulate, combine, finalize = kernel
+    then thread 0's finalize, then each thread's apply (after the last barrier)."""
+    name, params, accumulate, combine, finalize, apply = kernel
     source = f"""#include <math.h>
 typedef {t_type} T;
 typedef {r_type} R;
 #define BLOCK {block}
+{norm_cuda.AT}
 void {name}({params}, long long grid) {{
     double part1[BLOCK], part2[BLOCK];
+    const long long count = n * s;
     for (long long ch = 0; ch < grid; ++ch) {{
         for (int tid = 0; tid < BLOCK; ++tid) {{
 {accumulate}
@@ -118,6 +121,9 @@ void {name}({params}, long long grid) {{
             const int tid = 0;
             (void)tid;
 {finalize}
+        }}
+        for (int tid = 0; tid < BLOCK; ++tid) {{
+{apply}
         }}
     }}
 }}
@@ -143,23 +149,39 @@ def _ncs(x):
     return x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
 
 
+def _stored(values, layout):
+    """A kernel's flat buffer holding the (N, C, ...) ``values`` in ``layout`` (0: NCHW, 1: channel rows)."""
+    return np.ascontiguousarray(values.swapaxes(0, 1) if layout else values)
+
+
+def _from_buffer(buffer, layout, shape):
+    """The (N, C, ...) values of a flat buffer stored in ``layout``."""
+    if layout:
+        return buffer.reshape((shape[1], shape[0]) + tuple(shape[2:])).swapaxes(0, 1)
+    return buffer.reshape(shape)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(6, 3), (4, 5, 3, 2), (2, 1, 7, 5), (3, 2, 1, 1)])
 @pytest.mark.parametrize("block", [norm_cuda.BLOCK, 4])
-def test_batch_norm_bodies_compiled_as_c_match_reference(cc, dtype, shape, block):
+@pytest.mark.parametrize("x_layout, g_layout", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_batch_norm_bodies_compiled_as_c_match_reference(cc, dtype, shape, block, x_layout, g_layout):
     rng = np.random.default_rng(sum(shape) + block)
     t_type = "float" if dtype == np.float32 else "double"
     x = _bn_input(rng, shape, dtype, loc=30.0)        # a large mean: the shifted sums must not cancel
+    x_buf = _stored(x, x_layout)
     n, c, s = _ncs(x)
     gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
     rm, rv = rng.standard_normal(c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
     eps, momentum = 1e-5, 0.1
     tol = dict(rtol=1e-11, atol=1e-11)
 
-    stats, kinds = reduction_library(cc, norm_cuda.STATS, t_type, t_type, block)
+    forward, kinds = reduction_library(cc, norm_cuda.FORWARD, t_type, t_type, block)
     coef = np.full(4 * c, np.nan)
     rm_c, rv_c = rm.copy(), rv.copy()
-    _call(stats, kinds, [x, n, c, s, gamma, beta, 1, 1, rm_c, rv_c, 0, 1, momentum, eps, coef], c)
+    y_rows = np.full(x.size, np.nan, dtype=dtype)
+    _call(forward, kinds, [x_buf, x_layout, n, c, s, gamma, beta, 1, 1, rm_c, rv_c, 0, 1, momentum, eps, coef,
+                           y_rows], c)
     axes = (0,) + tuple(range(2, x.ndim))
     mean, var = x.astype(np.float64).mean(axis=axes), x.astype(np.float64).var(axis=axes)   # exact enough
     invstd = 1.0 / np.sqrt(var + eps)
@@ -173,46 +195,44 @@ def test_batch_norm_bodies_compiled_as_c_match_reference(cc, dtype, shape, block
     np.testing.assert_allclose(rv_c, ((1 - momentum) * rv.astype(np.float64)
                                       + momentum * var * (count / (count - 1))).astype(dtype),
                                rtol=1e-6 if dtype == np.float32 else 1e-12)
+    # the normalisation, written in channel rows whatever the input's order
+    want = norm_reference.normalize(x, mean, coef[2 * c:3 * c], coef[3 * c:])
+    y_tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(_from_buffer(y_rows, 1, x.shape), want, rtol=y_tol, atol=y_tol)
 
     # evaluation mode: the running statistics, nothing summed, nothing updated; no weight and bias
     coef_eval, rm_e, rv_e = np.full(4 * c, np.nan), rm.copy(), rv.copy()
-    _call(stats, kinds, [x, n, c, s, x, x, 0, 0, rm_e, rv_e, 1, 0, momentum, eps, coef_eval], c)
+    _call(forward, kinds, [x_buf, x_layout, n, c, s, x_buf, x_buf, 0, 0, rm_e, rv_e, 1, 0, momentum, eps, coef_eval,
+                           y_rows], c)
     np.testing.assert_array_equal(rm_e, rm)
     np.testing.assert_allclose(coef_eval[c:2 * c], 1.0 / np.sqrt(rv.astype(np.float64) + eps), rtol=1e-15)
     np.testing.assert_array_equal(coef_eval[2 * c:3 * c], coef_eval[c:2 * c])
     np.testing.assert_array_equal(coef_eval[3 * c:], 0.0)
+    want = norm_reference.normalize(x, rm.astype(np.float64), coef_eval[2 * c:3 * c], coef_eval[3 * c:])
+    np.testing.assert_allclose(_from_buffer(y_rows, 1, x.shape), want, rtol=y_tol, atol=y_tol)
 
-    # the normalisation
-    normalize, nkinds = elementwise(cc, norm_cuda.NORMALIZE, norm_cuda.NORMALIZE_BODY, t_type, {"x"})
-    y = np.full_like(x, np.nan)
-    _call(normalize, nkinds, [x, coef, s, c, y], x.size)
-    want = norm_reference.normalize(x, mean, coef[2 * c:3 * c], coef[3 * c:])
-    y_tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(y, want, rtol=y_tol, atol=y_tol)
-
-    # the backward reduction and the input gradient, training mode
+    # the backward pass, training mode: the parameters' gradients and dx, in x's order
     g = rng.standard_normal(x.shape).astype(dtype)
-    reduce_fn, rkinds = reduction_library(cc, norm_cuda.BACKWARD_REDUCE, t_type, "double", block)
+    backward, bkinds = reduction_library(cc, norm_cuda.BACKWARD, t_type, "double", block)
     dparams, dcoef = np.full(2 * c, np.nan, dtype=dtype), np.full(2 * c, np.nan)
-    _call(reduce_fn, rkinds, [g, x, n, c, s, coef, 1, 1, dparams, dcoef], c)
+    dx = np.full(x.size, np.nan, dtype=dtype)
+    g_buf = _stored(g, g_layout)
+    _call(backward, bkinds, [g_buf, g_layout, x_buf, x_layout, n, c, s, coef, 1, 1, 1, 1, dparams, dcoef, dx], c)
     sum_g, sum_gxhat = norm_reference.backward_sums(g, x, coef[:c], coef[c:2 * c])
     f_tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(dparams[:c], sum_gxhat, **f_tol)
     np.testing.assert_allclose(dparams[c:], sum_g, **f_tol)
     np.testing.assert_allclose(dcoef[:c], sum_g / count, rtol=1e-9, atol=1e-12)
-    dx_fn, dkinds = elementwise(cc, norm_cuda.BACKWARD_DX, norm_cuda.BACKWARD_DX_BODY, t_type, {"g", "x"})
-    dx = np.full_like(x, np.nan)
-    _call(dx_fn, dkinds, [g, x, coef, dcoef, s, c, 1, dx], x.size)
     want = norm_reference.training_dx(g, x, coef[:c], coef[c:2 * c], gamma.astype(np.float64), sum_g / count,
                                       sum_gxhat / count)
-    np.testing.assert_allclose(dx, want, **f_tol)
+    np.testing.assert_allclose(_from_buffer(dx, x_layout, x.shape), want, **f_tol)
 
-    # evaluation mode: dx = scale * g, and no coefficient of the batch
-    _call(reduce_fn, rkinds, [g, x, n, c, s, coef_eval, 0, 0, dparams, dcoef], c)
+    # evaluation mode, no parameters: nothing summed (dcoef zero), dx = scale * g
+    _call(backward, bkinds, [g_buf, g_layout, x_buf, x_layout, n, c, s, coef_eval, 0, 0, 0, 1, dparams, dcoef, dx], c)
     np.testing.assert_array_equal(dcoef, 0.0)
-    _call(dx_fn, dkinds, [g, x, coef_eval, dcoef, s, c, 0, dx], x.size)
     scale = coef_eval[2 * c:3 * c].reshape((1, c) + (1,) * (x.ndim - 2))
-    np.testing.assert_allclose(dx, (scale * g).astype(dtype), rtol=1e-6 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(_from_buffer(dx, x_layout, x.shape), (scale * g).astype(dtype),
+                               rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 
 # ------------------------------------------------------------------------ Adam, LeakyReLU, dropout, as C
@@ -302,7 +322,8 @@ def _bn_run(case, device, training, counts=None):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("training, stats", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("shape, affine", [((8, 3, 4, 5), True), ((9, 4), False), ((5, 2, 3, 1), True)])
-def test_batch_norm_on_fake_cuda_matches_cpu_in_two_kernels(fake_cuda, dtype, training, stats, shape, affine):
+def test_batch_norm_on_fake_cuda_matches_cpu_in_one_kernel_each_way(fake_cuda, dtype, training, stats, shape,
+                                                                     affine):
     case = _bn_case(np.random.default_rng(len(shape) * 7 + training), shape, dtype, affine, stats)
     want, _ = _bn_run(case, "cpu", training)
     got, forward_launches = _bn_run(case, "cuda", training, fake_cuda)
@@ -310,11 +331,36 @@ def test_batch_norm_on_fake_cuda_matches_cpu_in_two_kernels(fake_cuda, dtype, tr
     for a, b in zip(got, want):
         assert a.dtype == b.dtype
         np.testing.assert_allclose(a, b, **tol)
-    assert forward_launches == 2, fake_cuda.launch_kinds
+    assert forward_launches == 1, fake_cuda.launch_kinds
     norm_sites = {s: n for s, n in fake_cuda.launch_sites.items() if "norm" in s}
-    # two kernels per direction; one backward with running statistics and no parameter gradients
-    assert sum(norm_sites.values()) == (4 if training or affine else 3), norm_sites
+    assert sum(norm_sites.values()) == 2, norm_sites             # one kernel per direction
     assert not fake_cuda.reads[:-len(got)], fake_cuda.reads    # the only reads are the .numpy() above
+
+
+def _in_channel_rows(a):
+    """A device array of ``a``'s values stored in channel-rows order (what a convolution's product is)."""
+    return cp_fake.ascontiguousarray(cp_fake.asarray(a).swapaxes(0, 1)).swapaxes(0, 1)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 4, 5), (9, 4)])
+@pytest.mark.parametrize("x_rows, g_rows", [(True, True), (True, False), (False, True)])
+def test_batch_norm_kernels_on_fake_cuda_read_channel_rows_as_they_are(fake_cuda, shape, x_rows, g_rows):
+    from minigrad.kernels import conv_cuda
+
+    case = _bn_case(np.random.default_rng(12), shape, np.float64, True, True)
+    want, _ = _bn_run(case, "cpu", True)
+    x, w, b, rm, rv, g = case
+    stored = {True: _in_channel_rows, False: cp_fake.asarray}
+    X, G = stored[x_rows](x), stored[g_rows](g)
+    RM, RV = cp_fake.asarray(rm), cp_fake.asarray(rv)
+    fake_cuda.reset()
+    y, coef, x_buffer, x_layout = norm_cuda.forward(X, cp_fake.asarray(w), cp_fake.asarray(b), RM, RV,
+                                                    batch_stats=True, update_running=True, momentum=0.3, eps=1e-3)
+    dx, dw, db = norm_cuda.backward(G, x_buffer, x_layout, coef, batch_stats=True, need_x=True, need_params=True)
+    assert fake_cuda.launches == 2, fake_cuda.launch_kinds      # neither x nor the gradient is copied first
+    assert conv_cuda.is_channel_rows(y) and conv_cuda.is_channel_rows(dx) == x_rows   # y in rows, dx as x
+    for a, b_ in zip((y, dx, dw, db, RM, RV), want):
+        np.testing.assert_allclose(a.get(), b_, rtol=1e-10, atol=1e-10)
 
 
 def test_batch_norm_on_fake_cuda_non_contiguous_input_and_running_statistics(fake_cuda):
@@ -407,12 +453,12 @@ def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
     from minigrad.kernels import conv_cuda
 
     built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
-             dropout_cuda._kernel(fake_cupy), *norm_cuda._elementwise(fake_cupy)]
-    names = {k.name for k in built} | {norm_cuda.STATS[0], norm_cuda.BACKWARD_REDUCE[0]}
+             dropout_cuda._kernel(fake_cupy)]
+    names = {k.name for k in built} | {norm_cuda.FORWARD[0], norm_cuda.BACKWARD[0]}
     assert names <= set(fake_cupy.KERNELS), names - set(fake_cupy.KERNELS)
-    for kernel in (norm_cuda.STATS, norm_cuda.BACKWARD_REDUCE):
+    for kernel in (norm_cuda.FORWARD, norm_cuda.BACKWARD):
         source = norm_cuda.reduction_source(kernel, "float")
-        assert f'extern "C" __global__ void {kernel[0]}(' in source and source.count("__syncthreads()") == 2
+        assert f'extern "C" __global__ void {kernel[0]}(' in source and source.count("__syncthreads()") == 3
 
 
 # ------------------------------------------------------------------------------------------- real GPU

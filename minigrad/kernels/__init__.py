@@ -37,7 +37,9 @@ end of a buffer.
 
 The CuPy modules exist to cut kernel launches (on a GPU a small launch costs more than its work). A fast
 module may offer more than its family's interface: ``norm_cuda.py`` also runs batch norm's whole forward and
-backward passes in two kernels each (``FUSED``), and ``ops/norm.py`` hands it the whole pass.
+backward passes in one kernel each (``FUSED``), and ``ops/norm.py`` hands it the whole pass; ``conv_cuda.py``
+hands activations on in channel rows, the order a convolution's product comes in, and the CUDA kernels next
+to convolutions read and write that order, so that no kernel is spent on layout moves.
 """
 from __future__ import annotations
 

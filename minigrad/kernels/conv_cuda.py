@@ -1,4 +1,5 @@
-"""The GPU convolution kernels (``conv_cuda``): ``im2col`` and ``col2im`` as CuPy ``ElementwiseKernel`` s.
+"""The GPU convolution kernels (``conv_cuda``): ``im2col`` and ``col2im`` as CuPy ``ElementwiseKernel`` s, and
+channel rows as the layout activations are handed on in.
 
 Same names, arguments and results as the reference in ``im2col.py`` (read that first). The matrix
 products around them are ``cupy.matmul`` calls in ``ops/conv.py``, i.e. cuBLAS; no cuDNN.
@@ -6,7 +7,8 @@ products around them are ``cupy.matmul`` calls in ``ops/conv.py``, i.e. cuBLAS; 
 One CUDA thread per output element, and no thread ever writes where another one does:
 
 * ``im2col``: a thread per entry of the column matrix (C*kH*kW, N*OH*OW) works out which input pixel
-  the entry copies - or that it lies in the padding - and reads it.
+  the entry copies - or that it lies in the padding - and reads it. The input is a ``raw`` argument, which
+  CuPy indexes by its logical (N, C, H, W) index whatever its strides, so it is read as it is.
 * ``col2im``: a thread per *image pixel* gathers every column entry that was copied from that pixel
   and adds them up. (Scattering from the columns instead would need atomic adds, which make float sums
   depend on thread timing; gathering gives the same result on every run.) For padded pixel row
@@ -14,8 +16,20 @@ One CUDA thread per output element, and no thread ever writes where another one 
   ``yp % sH, yp % sH + sH, ...`` (below ``kH`` and not above ``yp``) with ``oy = (yp - ky) / sH``, which
   must also be below OH. The same holds for columns.
 
-The moves between NCHW and channel rows and the bias sum are single CuPy array expressions already
-(one kernel each), so the reference functions are used for them unchanged.
+Channel rows, without moves
+---------------------------
+A product ``W2d @ cols`` comes out in channel rows, (C, N*H*W). The reference moves it into NCHW order
+(:func:`~minigrad.kernels.im2col.from_channel_rows`), and the backward pass moves the NCHW gradient back
+into channel rows for its products (``to_channel_rows``): a kernel each, four per convolution and step. Here
+neither move is made. :func:`from_channel_rows` returns the product as an (N, C, H, W) *view* stored in
+channel-rows order (the bias, when there is one, added into it in place: one kernel), and
+:func:`to_channel_rows` of an array in that order is a view too. The kernels of the ops next to
+convolutions keep the order: batch norm (``norm_cuda.py``) writes its output in channel rows and its input
+gradient in the order of its input, LeakyReLU (``elementwise_cuda.py``) writes in the order of its input,
+and im2col reads any order. So a gradient reaches the convolution that made the activation in the order
+its products need. The helpers at the end of this module (:func:`is_channel_rows`, :func:`kernel_buffer`,
+:func:`empty_channel_rows`, :func:`empty_like`) say which order an array is in and allocate in it; an
+array in neither order is copied, as before.
 
 CuPy is imported lazily (the first time a kernel is needed, through ``minigrad.backend``), so this module
 imports on machines without it. The kernel bodies are plain C (no CUDA-only syntax), which lets the tests
@@ -27,9 +41,10 @@ import functools
 
 from .. import backend
 from ..backend import cupy_module
-from .im2col import channel_sum, from_channel_rows, output_size, to_channel_rows
+from .im2col import channel_sum, output_size
 
-__all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES"]
+__all__ = ["supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum", "BLOCK_BYTES",
+           "is_channel_rows", "kernel_buffer", "logical_shape", "empty_channel_rows", "empty_like"]
 
 #: Bytes of column matrix per block of samples in the ops: None, the whole batch at once (a GPU wants
 #: large launches, and CuPy's memory pool reuses the buffers).
@@ -113,8 +128,7 @@ def _geometry(image_shape, kernel_size, stride, padding):
 def im2col(x, kernel_size, stride, padding):
     """CUDA version of :func:`minigrad.kernels.im2col.im2col`: (N, C, H, W) -> (C*kH*kW, N*OH*OW)."""
     cp = cupy_module()
-    x = cp.ascontiguousarray(x)
-    geometry = _geometry(x.shape, kernel_size, stride, padding)
+    geometry = _geometry(x.shape, kernel_size, stride, padding)   # x is raw: read in whatever order it is
     n, c, _, _, kh, kw, _, _, _, _, oh, ow = geometry
     cols = cp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     if cols.size:
@@ -138,3 +152,63 @@ def col2im(cols, image_shape, kernel_size, stride, padding, bias=None, out=None)
     if img.size:
         _kernels(cp)[1](cols, bias, *geometry, img)
     return img
+
+
+def to_channel_rows(x):
+    """(N, C, H, W) -> (C, N*H*W), as :func:`minigrad.kernels.im2col.to_channel_rows`: a view when ``x`` is
+    stored in channel rows already (what a convolution's product or batch norm's gradient is), else a copy."""
+    n, c, h, w = x.shape
+    if is_channel_rows(x) or (x.flags.c_contiguous and (n == 1 or c == 1)):
+        return x.swapaxes(0, 1).reshape(c, n * h * w)
+    return cupy_module().ascontiguousarray(x.swapaxes(0, 1)).reshape(c, n * h * w)
+
+
+def from_channel_rows(rows, n, h, w, bias=None):
+    """(C, N*H*W) -> (N, C, H, W) as :func:`minigrad.kernels.im2col.from_channel_rows`, but as a view of
+    ``rows`` in channel-rows order, with ``bias`` (C,) added into ``rows`` in place when given: ``rows`` must
+    be an array the caller owns (a product it has just made). One kernel with a bias, none without."""
+    c = rows.shape[0]
+    if bias is not None:
+        rows += bias.reshape(c, 1)
+    return rows.reshape(c, n, h, w).swapaxes(0, 1)
+
+
+# ------------------------------------------------------------------------------------ channel rows
+NCHW, CHANNEL_ROWS = 0, 1   # the layout codes the raw kernels (norm_cuda.py) take
+
+
+def is_channel_rows(x) -> bool:
+    """Whether ``x`` (N, C, ...) is stored contiguously in channel-rows order (C, N, ...) and not also in
+    NCHW order (as it is when N or C is 1)."""
+    return x.ndim >= 2 and not x.flags.c_contiguous and x.swapaxes(0, 1).flags.c_contiguous
+
+
+def kernel_buffer(x):
+    """``(buffer, layout)``: a C-contiguous array with ``x``'s values for a raw kernel (which sees a pointer),
+    and their order in it: ``x`` itself (:data:`NCHW`), ``x.swapaxes(0, 1)`` for an ``x`` in channel rows
+    (:data:`CHANNEL_ROWS`, no copy), or a C-contiguous copy of any other ``x`` (NCHW, one kernel)."""
+    if x.flags.c_contiguous:
+        return x, NCHW
+    if is_channel_rows(x):
+        return x.swapaxes(0, 1), CHANNEL_ROWS
+    return cupy_module().ascontiguousarray(x), NCHW
+
+
+def logical_shape(buffer, layout):
+    """The (N, C, ...) shape of the values in a :func:`kernel_buffer` ``buffer`` of order ``layout``."""
+    shape = tuple(buffer.shape)
+    return shape if layout == NCHW else (shape[1], shape[0]) + shape[2:]
+
+
+def empty_channel_rows(shape, dtype):
+    """A new array of shape ``shape`` (N, C, ...) stored in channel-rows order (no kernel)."""
+    shape = tuple(shape)
+    return cupy_module().empty((shape[1], shape[0]) + shape[2:], dtype=dtype).swapaxes(0, 1)
+
+
+def empty_like(x, dtype=None):
+    """A new array shaped like ``x``: in channel rows when ``x`` is, else C-contiguous (no kernel)."""
+    dtype = x.dtype if dtype is None else dtype
+    if is_channel_rows(x):
+        return empty_channel_rows(x.shape, dtype)
+    return cupy_module().empty(x.shape, dtype=dtype)

@@ -10,8 +10,10 @@ Same names, arguments and results as the reference in ``elementwise_reference.py
 Written as array expressions the forward pass is a comparison, a product and a selection, three kernels
 and two temporary arrays; each kernel here reads its inputs once and writes its result once. The upstream
 gradient may be a broadcast view (``mean`` hands one on): an ``ElementwiseKernel`` reads strided inputs as
-they are, so nothing is copied first. The bodies are plain C expressions on scalars, which the tests also
-compile with the host's C compiler.
+they are, so nothing is copied first. Both results are written in the memory order of ``x``: channel rows
+when ``x`` is a convolution's product or batch norm's output, so the convolution next to it needs no move
+(``conv_cuda.py`` explains channel rows). The bodies are plain C expressions on scalars, which the tests
+also compile with the host's C compiler.
 
 CuPy is imported lazily (through ``minigrad.backend``), so this module imports on machines without it.
 """
@@ -22,6 +24,7 @@ import functools
 import numpy as np
 
 from .. import backend
+from .conv_cuda import empty_like
 
 __all__ = ["supports", "leaky_relu", "leaky_relu_backward", "LEAKY_RELU_BODY", "LEAKY_RELU_BACKWARD_BODY"]
 
@@ -49,9 +52,12 @@ def _kernels(cp):
 
 
 def leaky_relu(x, negative_slope):
-    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere, in a new array of ``x``'s shape and dtype."""
+    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere, in a new array of ``x``'s shape, dtype and
+    memory order (channel rows or C-contiguous)."""
     cp = backend.cupy_module()
-    return _kernels(cp)[0](x, x.dtype.type(negative_slope))
+    out = empty_like(x)
+    _kernels(cp)[0](x, x.dtype.type(negative_slope), out)
+    return out
 
 
 def leaky_relu_backward(grad, x, negative_slope):
@@ -60,6 +66,6 @@ def leaky_relu_backward(grad, x, negative_slope):
         raise ValueError(f"leaky_relu_backward: argument grad has shape {tuple(grad.shape)}, but this call needs "
                          f"shape {tuple(x.shape)}")
     cp = backend.cupy_module()
-    out = cp.empty(x.shape, dtype=x.dtype)       # C-contiguous, whatever the strides of grad and x
+    out = empty_like(x)                          # x's order (channel rows or C-contiguous), whatever grad's
     _kernels(cp)[1](grad, x, x.dtype.type(negative_slope), out)
     return out

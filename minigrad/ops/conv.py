@@ -9,7 +9,9 @@ Both ops are written with three steps, whatever the device:
 * one matrix product per gradient, ``xp.matmul`` (BLAS on the CPU, cuBLAS on the GPU).
 
 The first two are the ``conv`` kernel family: ``kernels.for_arrays("conv", x)`` picks the module that
-computes them for the arrays at hand (numba, CuPy or the reference ``kernels/im2col.py``).
+computes them for the arrays at hand (numba, CuPy or the reference ``kernels/im2col.py``). On the GPU the
+layout moves are views wherever the arrays are in channel-rows order already, which is how the CUDA kernels
+hand activations and gradients on (``kernels/conv_cuda.py``).
 Where a column matrix is made only to be used at once, the CPU goes through the batch in blocks of
 samples that fit in the cache (:func:`sample_blocks`); the arithmetic is the same.
 

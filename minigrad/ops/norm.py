@@ -28,9 +28,10 @@ The per-channel passes are the ``norm`` kernel family (``kernels.for_arrays("nor
 of ``minigrad/kernels/norm_reference.py`` (NumPy or CuPy: the readable reference), and numba kernels that
 fuse each pass into one sweep over memory (``kernels/norm_cpu.py``), used for NumPy arrays unless
 ``MINIGRAD_KERNELS=reference``. This module holds the math that combines them. On the GPU the module the
-dispatch picks, ``kernels/norm_cuda.py``, fuses more (``FUSED``): each direction is two kernels, the
-per-channel reductions with everything done per channel (statistics, running update, coefficients,
-parameter gradients) and one elementwise pass, the same formulas as here; the op hands it the whole pass.
+dispatch picks, ``kernels/norm_cuda.py``, fuses more (``FUSED``): each direction is one kernel with a block
+of threads per channel, the per-channel reductions with everything done per channel (statistics, running
+update, coefficients, parameter gradients) and then the elementwise pass, the same formulas as here; the op
+hands it the whole pass.
 """
 from __future__ import annotations
 
@@ -72,13 +73,13 @@ class BatchNorm(Function):
         ctx.has_weight, ctx.has_bias = has_weight, has_bias
         ctx.fused = getattr(k, "FUSED", False)
         if ctx.fused:
-            # the whole pass in two kernels (kernels/norm_cuda.py): statistics, running update and
+            # the whole pass in one kernel (kernels/norm_cuda.py): statistics, running update and
             # coefficients per channel, then the normalisation
-            y, coef, x_c = k.forward(x, weight, bias, running_mean, running_var, batch_stats=use_batch_stats,
-                                     update_running=training and running_mean is not None, momentum=momentum,
-                                     eps=eps)
+            y, coef, x_buffer, ctx.x_layout = k.forward(
+                x, weight, bias, running_mean, running_var, batch_stats=use_batch_stats,
+                update_running=training and running_mean is not None, momentum=momentum, eps=eps)
             ctx.kernel = k
-            ctx.save_for_backward(x_c, coef)
+            ctx.save_for_backward(x_buffer, coef)
             return y
         if use_batch_stats:
             mean, var = k.channel_stats(x)
@@ -116,10 +117,10 @@ class BatchNorm(Function):
         #   gradients need), then one elementwise pass.
         # * Evaluation mode (running statistics): mu and sigma are constants, so dL/dx_j = gamma g_j / sigma.
         need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
-        if ctx.fused:   # the same formulas in two kernels (kernels/norm_cuda.py)
-            x, coef = ctx.saved_arrays
-            dx, dgamma, dbeta = ctx.kernel.backward(grad, x, coef, batch_stats=ctx.use_batch_stats, need_x=need_x,
-                                                    need_params=any(need_params))
+        if ctx.fused:   # the same formulas in one kernel (kernels/norm_cuda.py)
+            x_buffer, coef = ctx.saved_arrays
+            dx, dgamma, dbeta = ctx.kernel.backward(grad, x_buffer, ctx.x_layout, coef, batch_stats=ctx.use_batch_stats,
+                                                    need_x=need_x, need_params=any(need_params))
             return (dx,) + ((dgamma,) if ctx.has_weight else ()) + ((dbeta,) if ctx.has_bias else ())
         x, mean, invstd, gamma = ctx.saved_arrays
         k = kernels.for_arrays("norm", grad, x)

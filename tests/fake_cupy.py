@@ -1101,6 +1101,16 @@ def _leaky_relu_backward(*, g, x, slope, dx):
     dx[...] = _np.where(x > 0, g, g * slope)
 
 
+def _sigmoid_of(x):
+    e = _np.exp(-_np.abs(x))
+    return _np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@kernel_equivalent("minigrad_sigmoid")
+def _sigmoid(*, x, y):
+    y[...] = _sigmoid_of(x)
+
+
 def _adam_moments(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2):
     m_new = beta1 * m + one_minus_beta1 * g
     v_new = beta2 * v + one_minus_beta2 * (g * g)
@@ -1201,3 +1211,82 @@ def _bn_backward(grid, block, g, g_layout, x, x_layout, n, c, s, coef, batch_sta
         else:
             out = scale * gv
         _channels(dx, x_layout, n, c, s)[...] = out
+
+
+# ---------------------------------------------------------------------------------------- the loss kernels
+def _check_one_block(name, grid, block):
+    from minigrad.kernels import loss_cuda
+    if grid != (1,) or block != (loss_cuda.BLOCK,):
+        raise ValueError(f"{name}: launched with grid {grid}, block {block}; it is one block of {loss_cuda.BLOCK} "
+                         "threads")
+
+
+def _shift_and_sum(rows):
+    """Row maxima as NumPy's max has them (0 where not finite), the shifted exponentials and their sums."""
+    m = rows.max(axis=1, keepdims=True)
+    m = _np.where(_np.isfinite(m), m, 0).astype(rows.dtype)
+    e = _np.exp(rows - m)
+    return m, e, e.sum(axis=1, keepdims=True)
+
+
+@kernel_equivalent("minigrad_logsumexp")
+def _logsumexp(*, x, k, lse, p):
+    rows = x.reshape(-1, int(k))
+    m, e, s = _shift_and_sum(rows)
+    lse[...] = (_np.log(s) + m).reshape(lse.shape)
+    p[...] = (e / _np.where(s > 0, s, 1).astype(rows.dtype)).reshape(p.shape)
+
+
+@kernel_equivalent("minigrad_cross_entropy")
+def _cross_entropy(grid, block, x, target, sample_weight, has_weight, n, k, ignore_index, losses, p, w, sums):
+    _check_one_block("minigrad_cross_entropy", grid, block)
+    n, k = int(n), int(k)
+    dt = losses.dtype.type
+    if n == 0:
+        sums[:3] = 0
+        return
+    logits, t = x[:n * k].reshape(n, k), target[:n]
+    keep, in_range = t != ignore_index, (t >= 0) & (t < k)
+    wi = _np.where(keep, _np.where(in_range, 1.0, _np.nan), 0.0).astype(dt)
+    if has_weight:
+        wi = wi * sample_weight[:n]
+    m, e, s = _shift_and_sum(logits)
+    picked = _np.take_along_axis(logits, _np.where(keep & in_range, t, 0)[:, None], axis=1) - m
+    loss = wi * (_np.log(s) - picked)[:, 0]
+    p[:n * k] = (e / _np.where(s > 0, s, 1).astype(dt)).reshape(-1)
+    losses[:n], w[:n] = loss, wi
+    total = dt(wi.astype(_np.float64).sum())
+    sums[0], sums[1] = dt(loss.astype(_np.float64).sum()), total
+    sums[2] = sums[0] / (total if total > 0 else dt(1))
+
+
+@kernel_equivalent("minigrad_cross_entropy_backward")
+def _cross_entropy_backward(*, p, target, w, g, sums, k, ignore_index, mode, dx):
+    k = int(k)
+    t = target.reshape(-1)
+    safe = _np.where((t != ignore_index) & (t >= 0) & (t < k), t, 0)
+    total = sums[1]
+    if mode == 0:
+        scale = w * g
+    elif mode == 1:
+        scale = w * g
+    else:
+        scale = w * (g / (total if total > 0 else total.dtype.type(1)))
+    d = _np.array(p)
+    d[_np.arange(d.shape[0]), safe] -= 1
+    dx[...] = d * scale[:, None]
+
+
+@kernel_equivalent("minigrad_bce_with_logits")
+def _bce_with_logits(grid, block, x, t, count, sums):
+    _check_one_block("minigrad_bce_with_logits", grid, block)
+    c = int(count)
+    v, tv = x[:c], t[:c]
+    relu = _np.where((v > 0) | _np.isnan(v), v, 0).astype(v.dtype)
+    total = (relu - v * tv + _np.log1p(_np.exp(-_np.abs(v)))).astype(_np.float64).sum()
+    sums[0], sums[1] = total, total / _b.max(c, 1)
+
+
+@kernel_equivalent("minigrad_bce_with_logits_backward")
+def _bce_with_logits_backward(*, x, t, g, count, mean, dx):
+    dx[...] = (_sigmoid_of(x) - t) * (g / count if mean else g)

@@ -1,5 +1,6 @@
-"""The fused CUDA kernels (kernels/norm_cuda.py, optim_cuda.py, elementwise_cuda.py, dropout_cuda.py), checked
-three ways, as the convolution kernels are (tests/test_conv_kernels.py):
+"""The fused CUDA kernels (kernels/norm_cuda.py, optim_cuda.py, elementwise_cuda.py, dropout_cuda.py; the loss
+kernels of loss_cuda.py are in tests/test_fake_cuda_loss_kernels.py), checked three ways, as the convolution
+kernels are (tests/test_conv_kernels.py):
 
 1. **the kernel bodies compiled as C on the host**: the bodies are plain C, so they are compiled with the
    host's C compiler (threads of a block run one after the other between the barriers, the elementwise
@@ -67,7 +68,7 @@ def elementwise(cc, kernel_params, body, t_type, arrays):
         ctype, name = words[-2], words[-1]
         c = t_type if ctype == "T" else C_TYPE[ctype]
         if words[0] == "raw":
-            args.append(f"const {c} *{name}")
+            args.append(f"{'' if is_output else 'const '}{c} *{name}")
         elif is_output or name in arrays:
             args.append(f"{'' if is_output else 'const '}{c} *{name}_")
             defines.append(name)
@@ -279,6 +280,20 @@ def test_leaky_relu_bodies_compiled_as_c_equal_reference(cc, dtype, slope):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_body_compiled_as_c_matches_reference(cc, dtype):
+    t_type = "float" if dtype == np.float32 else "double"
+    x = (np.random.default_rng(5).standard_normal(60) * 30).astype(dtype)
+    x[:7] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e4, -1e4]
+    fn, kinds = elementwise(cc, ("T x", "T y"), elementwise_cuda.SIGMOID_BODY, t_type, {"x"})
+    y = np.empty_like(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        _call(fn, kinds, [x, y], x.size)
+        want = elementwise_reference.sigmoid(x)
+    np.testing.assert_allclose(y, want, rtol=2e-7 if dtype == np.float32 else 1e-15, atol=0)
+    assert np.isnan(y[4]) and y[5] == 1 and y[6] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
 def test_dropout_mask_body_compiled_as_c_equals_reference(cc, dtype, p):
     t_type = "float" if dtype == np.float32 else "double"
@@ -426,6 +441,18 @@ def test_leaky_relu_on_fake_cuda_equals_cpu_in_one_launch_each(fake_cuda):
     assert sum(n for s, n in fake_cuda.launch_sites.items() if "elementwise_cuda" in s) == 2
 
 
+def test_sigmoid_on_fake_cuda_equals_cpu_in_one_launch(fake_cuda):
+    x = (np.random.default_rng(8).standard_normal((5, 7)) * 20).astype(np.float32)
+    out = {}
+    for device in ("cpu", "cuda"):
+        t = mg.tensor(x, device=device, requires_grad=True)
+        fake_cuda.reset()
+        y = t.sigmoid()
+        out[device] = (y.numpy(), fake_cuda.launches)
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=2e-7, atol=0)
+    assert out["cuda"][1] == 1
+
+
 def test_dropout_mask_on_fake_cuda_from_the_draws_in_one_kernel(fake_cuda):
     import fake_cupy as cp
 
@@ -452,13 +479,19 @@ def test_dropout_mask_on_fake_cuda_from_the_draws_in_one_kernel(fake_cuda):
 def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
     from minigrad.kernels import conv_cuda
 
+    from minigrad.kernels import loss_cuda
+
     built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
-             dropout_cuda._kernel(fake_cupy)]
-    names = {k.name for k in built} | {norm_cuda.FORWARD[0], norm_cuda.BACKWARD[0]}
+             dropout_cuda._kernel(fake_cupy), *loss_cuda._elementwise(fake_cupy)]
+    names = {k.name for k in built} | {norm_cuda.FORWARD[0], norm_cuda.BACKWARD[0], loss_cuda.CROSS_ENTROPY[0],
+                                       loss_cuda.BCE_WITH_LOGITS[0]}
     assert names <= set(fake_cupy.KERNELS), names - set(fake_cupy.KERNELS)
     for kernel in (norm_cuda.FORWARD, norm_cuda.BACKWARD):
         source = norm_cuda.reduction_source(kernel, "float")
         assert f'extern "C" __global__ void {kernel[0]}(' in source and source.count("__syncthreads()") == 3
+    for kernel in (loss_cuda.CROSS_ENTROPY, loss_cuda.BCE_WITH_LOGITS):
+        source = loss_cuda.block_source(kernel, "double")
+        assert f'extern "C" __global__ void {kernel[0]}(' in source and source.count("__syncthreads()") == 2
 
 
 # ------------------------------------------------------------------------------------------- real GPU

@@ -12,6 +12,7 @@ conv            ``im2col.py``                 ``conv_cpu.py``            ``conv_
 norm            ``norm_reference.py``         ``norm_cpu.py``            ``norm_cuda.py``
 elementwise     ``elementwise_reference.py``  ``elementwise_cpu.py``     ``elementwise_cuda.py``
 optim           ``optim_reference.py``        ``optim_cpu.py``           ``optim_cuda.py``
+loss            ``loss_reference.py``         the reference              ``loss_cuda.py``
 dropout         ``dropout_reference.py``      the reference              ``dropout_cuda.py``
 dropout_philox  ``dropout_reference.py``      ``dropout_philox_cpu.py``  the reference
 weight_norm     ``weight_norm_reference.py``  ``weight_norm_cpu.py``     the reference
@@ -55,6 +56,7 @@ FAMILIES = {
     "norm": ("norm_reference", ("norm_cpu", "norm_cuda")),
     "elementwise": ("elementwise_reference", ("elementwise_cpu", "elementwise_cuda")),
     "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
+    "loss": ("loss_reference", ("loss_cuda",)),
     "dropout": ("dropout_reference", ("dropout_cuda",)),
     "dropout_philox": ("dropout_reference", ("dropout_philox_cpu",)),
     "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
@@ -66,8 +68,10 @@ FAMILIES = {
 INTERFACES = {
     "conv": ("supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum"),
     "norm": ("supports", "channel_stats", "normalize", "backward_sums", "training_dx"),
-    "elementwise": ("supports", "leaky_relu", "leaky_relu_backward"),
+    "elementwise": ("supports", "leaky_relu", "leaky_relu_backward", "sigmoid"),
     "optim": ("supports", "adam_update"),
+    "loss": ("supports", "shifted_logsumexp", "logsumexp", "log_softmax", "cross_entropy", "cross_entropy_backward",
+             "bce_with_logits", "bce_with_logits_backward"),
     "dropout": ("supports", "dropout_mask"),
     "dropout_philox": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),

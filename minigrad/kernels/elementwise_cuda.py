@@ -1,14 +1,16 @@
-"""The GPU elementwise kernels (``elementwise_cuda``): LeakyReLU's two directions, one CuPy
+"""The GPU elementwise kernels (``elementwise_cuda``): LeakyReLU's two directions and the sigmoid, one CuPy
 ``ElementwiseKernel`` launch each.
 
 Same names, arguments and results as the reference in ``elementwise_reference.py`` (read that first):
 
-* forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
-* backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``, a NaN
-  input gives ``slope * g``).
+* LeakyReLU forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
+* LeakyReLU backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``,
+  a NaN input gives ``slope * g``);
+* sigmoid: ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` otherwise, with ``e = exp(-|x|)``.
 
-Written as array expressions the forward pass is a comparison, a product and a selection, three kernels
-and two temporary arrays; each kernel here reads its inputs once and writes its result once. The upstream
+Written as array expressions LeakyReLU's forward pass is a comparison, a product and a selection, three
+kernels and two temporary arrays, and the sigmoid six; each kernel here reads its inputs once and writes its
+result once. The upstream
 gradient may be a broadcast view (``mean`` hands one on): an ``ElementwiseKernel`` reads strided inputs as
 they are, so nothing is copied first. Both results are written in the memory order of ``x``: channel rows
 when ``x`` is a convolution's product or batch norm's output, so the convolution next to it needs no move
@@ -26,7 +28,8 @@ import numpy as np
 from .. import backend
 from .conv_cuda import empty_like
 
-__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "LEAKY_RELU_BODY", "LEAKY_RELU_BACKWARD_BODY"]
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "LEAKY_RELU_BODY", "LEAKY_RELU_BACKWARD_BODY",
+           "SIGMOID_OF_X", "SIGMOID_BODY"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -35,6 +38,13 @@ LEAKY_RELU_BODY = "y = x > (T)0 ? x : x * slope;"
 
 #: ``dx`` from the upstream gradient ``g``, the forward input ``x`` and the slope.
 LEAKY_RELU_BACKWARD_BODY = "dx = x > (T)0 ? g : g * slope;"
+
+#: The sigmoid of ``x`` as a C expression, given ``e = exp(-|x|)`` (exp of a non-positive number only, so
+#: nothing overflows); ``loss_cuda.py``'s binary cross-entropy uses it too.
+SIGMOID_OF_X = "(x >= (T)0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e))"
+
+#: ``y = sigmoid(x)``.
+SIGMOID_BODY = "const T e = exp(-fabs(x));\ny = " + SIGMOID_OF_X + ";"
 
 
 def supports(*arrays) -> bool:
@@ -48,7 +58,8 @@ def _kernels(cp):
     forward = cp.ElementwiseKernel("T x, T slope", "T y", LEAKY_RELU_BODY, "minigrad_leaky_relu")
     backward = cp.ElementwiseKernel("T g, T x, T slope", "T dx", LEAKY_RELU_BACKWARD_BODY,
                                     "minigrad_leaky_relu_backward")
-    return forward, backward
+    sigmoid_kernel = cp.ElementwiseKernel("T x", "T y", SIGMOID_BODY, "minigrad_sigmoid")
+    return forward, backward, sigmoid_kernel
 
 
 def leaky_relu(x, negative_slope):
@@ -68,4 +79,12 @@ def leaky_relu_backward(grad, x, negative_slope):
     cp = backend.cupy_module()
     out = empty_like(x)                          # x's order (channel rows or C-contiguous), whatever grad's
     _kernels(cp)[1](grad, x, x.dtype.type(negative_slope), out)
+    return out
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))`` without overflow, in a new array of ``x``'s shape, dtype and memory order."""
+    cp = backend.cupy_module()
+    out = empty_like(x)
+    _kernels(cp)[2](x, out)
     return out

@@ -1,18 +1,19 @@
-"""The reference elementwise kernels: LeakyReLU's two directions as array expressions, for any array module
-(NumPy or CuPy, taken from the arrays they are given).
+"""The reference elementwise kernels: LeakyReLU's two directions and the sigmoid as array expressions, for
+any array module (NumPy or CuPy, taken from the arrays they are given).
 
-The readable version, the GPU path, and what ``elementwise_cpu.py`` (the same functions as one-pass numba
-loops) is tested against:
+The readable version, the GPU path, and what ``elementwise_cpu.py`` (LeakyReLU as one-pass numba loops) and
+``elementwise_cuda.py`` are tested against:
 
-* forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
-* backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``, as in
-  PyTorch; a NaN input gives ``slope * g``).
+* LeakyReLU forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
+* LeakyReLU backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``,
+  as in PyTorch; a NaN input gives ``slope * g``);
+* sigmoid: ``1 / (1 + exp(-x))``, computed without overflow for either sign of ``x``.
 """
 from __future__ import annotations
 
 from ..backend import array_module
 
-__all__ = ["supports", "leaky_relu", "leaky_relu_backward"]
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid"]
 
 
 def supports(*arrays) -> bool:
@@ -28,3 +29,10 @@ def leaky_relu(x, negative_slope):
 def leaky_relu_backward(grad, x, negative_slope):
     """The input gradient of :func:`leaky_relu`: ``grad`` where ``x > 0``, ``negative_slope * grad`` elsewhere."""
     return array_module(grad).where(x > 0, grad, grad * grad.dtype.type(negative_slope))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp of a non-positive number only, for either sign of x."""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))

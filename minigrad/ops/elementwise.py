@@ -184,17 +184,13 @@ class Tanh(Function):
         return grad * (1 - y * y)
 
 
-def stable_sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: exp of a non-positive number only, for either sign of x."""
-    xp = array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
 class Sigmoid(Function):
+    """1 / (1 + exp(-x)), computed without overflow for either sign of x (``sigmoid`` of the elementwise
+    kernel family: exp of a non-positive number only)."""
+
     @staticmethod
     def forward(ctx, x):
-        y = stable_sigmoid(x)
+        y = kernels.for_arrays("elementwise", x).sigmoid(x)
         ctx.save_for_backward(y)
         return y
 
@@ -254,7 +250,7 @@ class Softplus(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_arrays
-        return grad * stable_sigmoid(x)
+        return grad * kernels.for_arrays("elementwise", x).sigmoid(x)
 
 
 class Cast(Function):

@@ -1,13 +1,17 @@
 """Losses with fused, numerically stable forward and backward passes (registry entries:
-``minigrad/testing/entries_loss.py``)."""
+``minigrad/testing/entries_loss.py``).
+
+The ops here check their arguments and hold the math; the computation is the ``loss`` kernel family
+(``kernels/loss_reference.py``, the array expressions, on the CPU; one kernel per direction on the GPU,
+``kernels/loss_cuda.py``). The backward pass goes to the module the forward pass ran on.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
-from .elementwise import stable_sigmoid
-from .reduce import shifted_logsumexp
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -62,43 +66,18 @@ class CrossEntropy(Function):
         if sample_weight and sample_weight[0].shape != (n,):
             raise ValueError(f"cross_entropy: sample_weight must have shape ({n},), "
                              f"got {tuple(sample_weight[0].shape)}")
-        keep = target != ignore_index
-        w = keep.astype(logits.dtype)
         if xp is np:
             check_target_values(target, n, c, ignore_index)
-            safe_target = xp.where(keep, target, 0)
-        else:   # on the GPU: no read; an out-of-range target's weight is NaN (see the class docstring)
-            in_range = (target >= 0) & (target < c)
-            safe_target = xp.where(keep & in_range, target, 0)
-            w = xp.where(in_range | ~keep, w, logits.dtype.type(np.nan))
-        if sample_weight:
-            w = w * sample_weight[0]
-        # lse - z_t = log_s - (z_t - m): formed from the shifted logits so that log_s (at most log C) is
-        # not rounded to the scale of the logits (see shifted_logsumexp).
-        shifted, log_s, _, p = shifted_logsumexp(logits, (1,))
-        picked = xp.take_along_axis(shifted, safe_target[:, None], axis=1)
-        losses = w * (log_s - picked)[:, 0]
-        ctx.save_for_backward(p, safe_target, w)
-        ctx.reduction = reduction
-        if reduction == "none":
-            return losses
-        if reduction == "sum":
-            return losses.sum()
-        total = w.sum()
-        ctx.total = total
-        return losses.sum() / xp.where(total > 0, total, 1).astype(logits.dtype)
+        k = kernels.for_arrays("loss", logits, target)
+        out, saved = k.cross_entropy(logits, target, sample_weight[0] if sample_weight else None, ignore_index,
+                                     reduction)
+        ctx.save_for_backward(*saved)
+        ctx.kernel, ctx.reduction, ctx.ignore_index = k, reduction, ignore_index
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        p, target, w = ctx.saved_arrays
-        xp = array_module(p)
-        d = p.copy()
-        d[xp.arange(d.shape[0]), target] -= 1
-        if ctx.reduction in ("none", "sum"):
-            scale = w * grad
-        else:
-            scale = w * (grad / xp.where(ctx.total > 0, ctx.total, 1).astype(p.dtype))
-        dlogits = d * scale[:, None]
+        dlogits = ctx.kernel.cross_entropy_backward(grad, ctx.saved_arrays, ctx.reduction, ctx.ignore_index)
         n_inputs = len(ctx.needs_input_grad)
         return (dlogits,) + (None,) * (n_inputs - 1)
 
@@ -118,19 +97,12 @@ class BCEWithLogits(Function):
         if x.shape != t.shape:
             raise ValueError(f"binary_cross_entropy_with_logits: target shape {tuple(t.shape)} must equal "
                              f"the logits' shape {tuple(x.shape)}")
-        xp = array_module(x)
-        losses = xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))
-        ctx.save_for_backward(x, t)
-        ctx.reduction, ctx.count = reduction, max(x.size, 1)
-        if reduction == "none":
-            return losses
-        return losses.sum() if reduction == "sum" else losses.mean()
+        k = kernels.for_arrays("loss", x, t)
+        out, saved = k.bce_with_logits(x, t, reduction)
+        ctx.save_for_backward(*saved)
+        ctx.kernel, ctx.reduction = k, reduction
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, t = ctx.saved_arrays
-        if ctx.reduction == "mean":
-            grad = grad / x.dtype.type(ctx.count)
-        dx = (stable_sigmoid(x) - t) * grad if ctx.needs_input_grad[0] else None
-        dt = -x * grad if ctx.needs_input_grad[1] else None
-        return dx, dt
+        return ctx.kernel.bce_with_logits_backward(grad, ctx.saved_arrays, ctx.reduction, *ctx.needs_input_grad)

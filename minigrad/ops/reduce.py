@@ -8,13 +8,17 @@ Empty reductions (a reduced dim of size 0) follow PyTorch 2.x: ``sum`` is 0, ``m
 ``logsumexp`` is -inf (the log of an empty sum), ``softmax`` / ``log_softmax`` along an empty dim give the
 empty result, and ``max`` raises a ValueError naming the dim (an empty set has no largest element; PyTorch
 raises too). Reducing over non-empty dims of a tensor that is empty elsewhere gives an empty result.
+
+The log-sum-exp family is computed stably: shifted by the maximum over ``dim``, so no exponent is positive
+and nothing overflows, with differences of log-sum-exps formed from the shifted values so that the small
+log-sum is not rounded to the scale of the inputs. The computation is the ``loss`` kernel family
+(``kernels/loss_reference.py``: ``shifted_logsumexp`` explains it; one kernel on the GPU, ``loss_cuda.py``).
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
 
@@ -92,51 +96,12 @@ class Max(Function):
         return mask * (g / count)
 
 
-def shifted_logsumexp(x, dim):
-    """The pieces of a stable log-sum-exp over ``dim``: ``(shifted, log_s, m, p)`` with
-
-        m = max(x) over dim (0 for a row whose max is not finite),  shifted = x - m,
-        log_s = log(sum(exp(shifted))),  so logsumexp(x) = m + log_s,  p = softmax(x).
-
-    Shifting by the row maximum m makes every exponent <= 0, so nothing overflows, for any finite x and
-    for rows that are entirely -inf (logsumexp -inf, softmax 0: no NaN, no warning). Results that are
-    differences of log-sum-exps should be formed from ``shifted`` and ``log_s``, not from
-    ``x - (m + log_s)``: for |x| ~ 1e4 in float32, m + log_s rounds log_s to the spacing of floats near
-    1e4 (~1e-3), while ``shifted - log_s`` keeps it exact (log_softmax, cross-entropy).
-    """
-    xp = array_module(x)
-    if x.size == 0:  # no maximum to shift by (and none needed): log_s is then log(0) = -inf
-        m = xp.zeros(_reduced_shape(x.shape, dim, True), dtype=x.dtype)
-    else:
-        m = x.max(axis=dim, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype)
-    shifted = x - m
-    e = xp.exp(shifted)
-    s = e.sum(axis=dim, keepdims=True)
-    with _quiet(xp):
-        log_s = xp.log(s)
-    p = e / xp.where(s > 0, s, 1).astype(x.dtype)
-    return shifted, log_s, m, p
-
-
-def logsumexp_and_softmax(x, dim):
-    """log(sum(exp(x))) over ``dim`` (reduced axes kept, size 1) and softmax(x) along ``dim``, computed
-    stably (see :func:`shifted_logsumexp`)."""
-    _, log_s, m, p = shifted_logsumexp(x, dim)
-    return log_s + m, p
-
-
-def _quiet(xp):
-    """Silence NumPy's divide-by-zero warning for log(0) = -inf, which is the correct answer here."""
-    return np.errstate(divide="ignore", invalid="ignore") if xp is np else contextlib.nullcontext()
-
-
 class LogSumExp(Function):
     """log(sum(exp(x), dim)). Gradient: softmax(x) along ``dim`` (zero for an all -inf row)."""
 
     @staticmethod
     def forward(ctx, x, dim, keepdim=False):
-        lse, p = logsumexp_and_softmax(x, dim)
+        lse, p = kernels.for_arrays("loss", x).logsumexp(x, dim)      # reduced axes kept, and softmax(x)
         ctx.save_for_backward(p)
         ctx.dim, ctx.keepdim = dim, keepdim
         return lse if keepdim else lse.reshape([n for i, n in enumerate(lse.shape) if i not in dim])
@@ -156,7 +121,7 @@ class Softmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim):
-        _, y = logsumexp_and_softmax(x, (dim,))
+        _, y = kernels.for_arrays("loss", x).logsumexp(x, (dim,))
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -177,11 +142,10 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx, x, dim):
-        shifted, log_s, _, p = shifted_logsumexp(x, (dim,))
+        y, p = kernels.for_arrays("loss", x).log_softmax(x, (dim,))
         ctx.save_for_backward(p)
         ctx.dim = dim
-        with _quiet(array_module(x)):
-            return shifted - log_s   # = x - logsumexp(x), without rounding log_s to the scale of x
+        return y
 
     @staticmethod
     def backward(ctx, grad):

@@ -137,6 +137,11 @@ class Adam(Optimizer):
     The update itself is the ``optim`` kernel family: for NumPy arrays one numba pass per parameter
     (``minigrad/kernels/optim_cpu.py``), bit for bit the array expressions of
     ``kernels/optim_reference.py`` (the reference and the CuPy path).
+
+    On the GPU a step is one kernel for all the parameters (:meth:`_step_in_one_buffer`): the parameters
+    and the two moments live in three flat buffers, each parameter's ``.data`` and state a view of its
+    part, so the update is one pass over the buffers after one copy of the gradients into a fourth. The
+    arithmetic per value is the per-parameter kernel's.
     """
 
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "eps_inside_sqrt": False}
@@ -150,6 +155,73 @@ class Adam(Optimizer):
         betas = tuple(_number(op, f"betas[{i}]", b, 0.0, 1.0) for i, b in enumerate(betas))
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          eps_inside_sqrt=bool(eps_inside_sqrt))
+        self._buffers = None   # the GPU's flat buffers and the views handed out (see _step_in_one_buffer)
+
+    def step(self):
+        if not self._step_in_one_buffer():
+            super().step()
+
+    # ---------------------------------------------------------------------------- one buffer on the GPU
+    def _one_buffer_applies(self):
+        """Whether a step can be one launch: every parameter on the GPU, of one dtype, with a gradient, listed
+        once, all at the same step number, and no weight decay (which the kernel does not take)."""
+        params = self.params
+        first = params[0].data
+        if self.param_groups[0]["weight_decay"] or backend.device_of(first) != "cuda":
+            return False
+        if len({id(p) for p in params}) != len(params) or len({s.get("step", 0) for s in self.state}) != 1:
+            return False
+        return all(p.grad is not None and backend.device_of(p.data) == "cuda" and p.data.dtype == first.dtype
+                   and p.grad.data.dtype == first.dtype for p in params)
+
+    def _buffers_current(self):
+        """Whether every parameter and state array is still the view of the buffers it was given (nothing
+        assigned a new array in between: a checkpoint load, ``load_state_dict``, user code)."""
+        if self._buffers is None:
+            return False
+        _, views = self._buffers
+        return all(p.data is pv and s.get("exp_avg") is mv and s.get("exp_avg_sq") is vv
+                   for p, s, (pv, mv, vv) in zip(self.params, self.state, views))
+
+    def _gather(self, xp):
+        """The three flat buffers from the parameters and their state as they are now (zeros for a first step)."""
+        params, state = self.params, self.state
+        flat = lambda arrays: xp.concatenate([a.reshape(-1) for a in arrays])  # noqa: E731
+        p = flat([q.data for q in params])
+        if not state[0]:
+            return p, xp.zeros_like(p), xp.zeros_like(p)
+        return p, flat([s["exp_avg"] for s in state]), flat([s["exp_avg_sq"] for s in state])
+
+    def _bind(self, p, m, v, t):
+        """Hand every parameter and its state their views of the buffers ``p``, ``m``, ``v``."""
+        views, start = [], 0
+        for q, s in zip(self.params, self.state):
+            size, shape = q.data.size, q.data.shape
+            part = [b[start:start + size].reshape(shape) for b in (p, m, v)]
+            q.data = part[0]
+            s.update(step=t, exp_avg=part[1], exp_avg_sq=part[2])
+            views.append(tuple(part))
+            start += size
+        self._buffers = ((p, m, v), views)
+
+    def _step_in_one_buffer(self):
+        """One Adam step for all the parameters in one kernel launch over flat buffers, on the GPU; False
+        (nothing done) where it does not apply. Costs one launch to copy the gradients into a flat buffer,
+        one for the update (and, when the buffers have to be made, a copy of the parameters and of each
+        moment, or zeros)."""
+        if not self._one_buffer_applies():
+            return False
+        group = self.param_groups[0]
+        xp = backend.array_module(self.params[0].data)
+        p, m, v = self._buffers[0] if self._buffers_current() else self._gather(xp)
+        g = xp.concatenate([q.grad.data.reshape(-1) for q in self.params])
+        t = self.state[0].get("step", 0) + 1
+        beta1, beta2 = group["betas"]
+        k = kernels.for_arrays("optim", p, g, m, v)
+        p, m, v = k.adam_update(p, g, m, v, beta1, beta2, group["lr"], group["eps"], t,
+                                eps_inside_sqrt=group.get("eps_inside_sqrt", False))
+        self._bind(p, m, v, t)
+        return True
 
     def _update(self, p, g, state, group):
         beta1, beta2 = group["betas"]

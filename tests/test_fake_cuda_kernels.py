@@ -393,35 +393,77 @@ def test_batch_norm_on_fake_cuda_non_contiguous_input_and_running_statistics(fak
     assert (out["cuda"][1][1::2] == 0).all()                     # the other elements are untouched
 
 
-def _adam_run(device, start, grads, eps_inside, counts):
+def _adam_run(device, start, grads, eps_inside, counts, between=None, **options):
     params = [mg.tensor(a, device=device, requires_grad=True) for a in start]
-    opt = optim.Adam(params, lr=0.01, betas=(0.5, 0.999), eps_inside_sqrt=eps_inside)
+    opt = optim.Adam(params, lr=0.01, betas=(0.5, 0.999), eps_inside_sqrt=eps_inside, **options)
     launches = []
-    for step_grads in grads:
+    for k, step_grads in enumerate(grads):
         for p, g in zip(params, step_grads):
-            p.grad = mg.tensor(g, device=device)
+            p.grad = None if g is None else mg.tensor(g, device=device)
+        if between is not None:
+            between(k, params, opt)
         counts.reset()
         opt.step()
         launches.append(counts.launches)
     return [p.numpy() for p in params], opt.state_dict(), launches
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("eps_inside", [False, True])
-def test_adam_on_fake_cuda_equals_cpu_bit_for_bit_in_one_launch_per_parameter(fake_cuda, dtype, eps_inside):
+def _adam_case(dtype, shapes=((3, 4), (5,), (2, 1, 3), ())):
     rng = np.random.default_rng(6)
-    start = [rng.standard_normal(shape).astype(dtype) for shape in ((3, 4), (5,))]
-    grads = [[rng.standard_normal(a.shape).astype(dtype) for a in start] for _ in range(3)]
-    cpu_params, cpu_state, _ = _adam_run("cpu", start, grads, eps_inside, fake_cuda)
-    gpu_params, gpu_state, launches = _adam_run("cuda", start, grads, eps_inside, fake_cuda)
+    start = [np.asarray(rng.standard_normal(shape)).astype(dtype) for shape in shapes]
+    grads = [[np.asarray(rng.standard_normal(a.shape)).astype(dtype) for a in start] for _ in range(3)]
+    return start, grads
+
+
+def _same_adam(got, want, dtype):
+    (gpu_params, gpu_state, _), (cpu_params, cpu_state, _) = got, want
     for a, b in zip(gpu_params, cpu_params):
         assert a.dtype == dtype
         np.testing.assert_array_equal(a, b)
+    assert gpu_state["state"].keys() == cpu_state["state"].keys()
     for i, state in cpu_state["state"].items():
+        assert gpu_state["state"][i]["step"] == state["step"]
         for key in ("exp_avg", "exp_avg_sq"):
             np.testing.assert_array_equal(gpu_state["state"][i][key], state[key])
-    # the first step also makes the two state arrays of each parameter (zeros_like)
-    assert launches == [3 * len(start), len(start), len(start)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps_inside", [False, True])
+def test_adam_on_fake_cuda_equals_cpu_bit_for_bit_in_one_launch_per_step(fake_cuda, dtype, eps_inside):
+    start, grads = _adam_case(dtype)
+    want = _adam_run("cpu", start, grads, eps_inside, fake_cuda)
+    got = _adam_run("cuda", start, grads, eps_inside, fake_cuda)
+    _same_adam(got, want, dtype)
+    # every step: the gradients copied into one buffer, the update; the first also gathers the parameters
+    # into one buffer and makes the two moments' (zeros)
+    assert got[2] == [5, 2, 2]
+
+
+def test_adam_on_fake_cuda_gathers_again_after_an_array_is_replaced(fake_cuda):
+    start, grads = _adam_case(np.float32)
+
+    def replace(k, params, opt):
+        if k == 2:      # a new array for a parameter (as loading a checkpoint does) and for a moment
+            params[1].data = params[1].data.copy()
+            opt.state[2]["exp_avg"] = opt.state[2]["exp_avg"] * 1.0
+
+    want = _adam_run("cpu", start, grads, False, fake_cuda, replace)
+    got = _adam_run("cuda", start, grads, False, fake_cuda, replace)
+    _same_adam(got, want, np.float32)
+    assert got[2] == [5, 2, 5]                       # the parameters and both moments gathered again
+
+
+@pytest.mark.parametrize("case", ["a parameter without a gradient", "weight decay"])
+def test_adam_on_fake_cuda_steps_parameter_by_parameter_where_one_buffer_does_not_apply(fake_cuda, case):
+    start, grads = _adam_case(np.float64, shapes=((3, 4), (5,), (2, 1, 3)))
+    options = {}
+    if case == "weight decay":
+        options["weight_decay"] = 0.1
+    else:
+        grads[1][2] = None
+    want = _adam_run("cpu", start, grads, True, fake_cuda, **options)
+    got = _adam_run("cuda", start, grads, True, fake_cuda, **options)
+    _same_adam(got, want, np.float64)
 
 
 def test_leaky_relu_on_fake_cuda_equals_cpu_in_one_launch_each(fake_cuda):

@@ -10,6 +10,7 @@ The op modules this file imports (elementwise, reduce, shape, matmul) import onl
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -20,6 +21,18 @@ from .ops.elementwise import (Abs, Add, Cast, Clone, Div, Exp, Log, Mul, Neg, Po
 from .ops.matmul import MatMul
 from .ops.reduce import LogSoftmax, LogSumExp, Max, Mean, Softmax, Sum
 from .ops.shape import GetItem, Permute, Reshape
+
+
+@functools.lru_cache(maxsize=16)
+def _implied_gradient(xp, dtype, shape):
+    """The gradient ``backward()`` implies for a one-element output: ones, an array (also for a 0-d tensor)
+    made once per array module, dtype and shape and read-only where the array type has the flag. Nothing
+    writes into it - the engine copies a root gradient before keeping it, and ops never write into the
+    gradient they receive - so a backward pass need not begin with a kernel to make it."""
+    one = xp.ones(shape, dtype=dtype)
+    if hasattr(one.flags, "writeable"):
+        one.flags.writeable = False
+    return one
 
 
 class Tensor:
@@ -206,7 +219,7 @@ class Tensor:
                     f"backward: a gradient can be implied only for a one-element output, this one has shape "
                     f"{self.shape}; pass gradient= with that shape"
                 )
-            g = backend.array_module(self.data).ones_like(self.data)  # an array, also for a 0-d tensor
+            g = _implied_gradient(backend.array_module(self.data), self.dtype, self.shape)
         else:
             g = dtypes.as_array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype,
                                 device=self.device, op="backward")

@@ -1111,6 +1111,16 @@ def _sigmoid(*, x, y):
     y[...] = _sigmoid_of(x)
 
 
+@kernel_equivalent("minigrad_tanh_backward")
+def _tanh_backward(*, g, y, dx):
+    dx[...] = g * (1 - y * y)
+
+
+@kernel_equivalent("minigrad_abs_backward")
+def _abs_backward(*, g, x, dx):
+    dx[...] = g * _np.sign(x)
+
+
 def _adam_moments(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2):
     m_new = beta1 * m + one_minus_beta1 * g
     v_new = beta2 * v + one_minus_beta2 * (g * g)

@@ -221,3 +221,18 @@ def test_on_the_gpu_weight_gradients_are_kept_without_a_copy(fake_cuda):
     copies = {k: n for k, n in fake_cuda.launch_kinds.items() if "copy" in k or k == "ascontiguousarray"}
     assert copies == {}, copies
     assert all(t.grad.data.flags.c_contiguous for t in (w, gamma, beta))
+
+
+def test_the_implied_gradient_of_a_scalar_costs_no_launch_and_is_never_adopted(fake_cuda):
+    x = mg.tensor(np.array([1.0, 2.0]), device="cuda", requires_grad=True)
+    (x * x).sum().backward()
+    loss = (x * x).sum()
+    fake_cuda.reset()
+    loss.backward()
+    assert fake_cuda.launch_kinds["ones"] == 0                    # the ones are made once, not per backward
+    s = mg.tensor(3.0, requires_grad=True)                         # a leaf as the root: its .grad is a copy
+    s.backward()
+    s.grad.data += 1.0
+    t = mg.tensor(5.0, requires_grad=True)
+    t.backward()
+    assert t.grad.item() == 1.0 and s.grad.item() == 2.0

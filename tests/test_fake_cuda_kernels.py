@@ -294,6 +294,23 @@ def test_sigmoid_body_compiled_as_c_matches_reference(cc, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_and_abs_gradient_bodies_compiled_as_c_equal_reference(cc, dtype):
+    t_type = "float" if dtype == np.float32 else "double"
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(50).astype(dtype)
+    x[:5] = [0.0, -0.0, np.inf, -np.inf, np.nan]
+    y = np.tanh(x)
+    g = rng.standard_normal(50).astype(dtype)
+    tanh_fn, tk = elementwise(cc, ("T g, T y", "T dx"), elementwise_cuda.TANH_BACKWARD_BODY, t_type, {"g", "y"})
+    abs_fn, ak = elementwise(cc, ("T g, T x", "T dx"), elementwise_cuda.ABS_BACKWARD_BODY, t_type, {"g", "x"})
+    dt, da = np.empty_like(x), np.empty_like(x)
+    _call(tanh_fn, tk, [g, y, dt], x.size)
+    _call(abs_fn, ak, [g, x, da], x.size)
+    np.testing.assert_array_equal(dt, elementwise_reference.tanh_backward(g, y))    # the same roundings
+    np.testing.assert_array_equal(da, elementwise_reference.abs_backward(g, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
 def test_dropout_mask_body_compiled_as_c_equals_reference(cc, dtype, p):
     t_type = "float" if dtype == np.float32 else "double"
@@ -481,6 +498,22 @@ def test_leaky_relu_on_fake_cuda_equals_cpu_in_one_launch_each(fake_cuda):
     np.testing.assert_array_equal(out["cuda"][1], out["cpu"][1])
     assert out["cuda"][2] == 1
     assert sum(n for s, n in fake_cuda.launch_sites.items() if "elementwise_cuda" in s) == 2
+
+
+@pytest.mark.parametrize("op", ["tanh", "abs"])
+def test_tanh_and_abs_gradients_on_fake_cuda_equal_cpu_in_one_launch(fake_cuda, op):
+    x = np.random.default_rng(9).standard_normal((4, 5)).astype(np.float32)
+    x[0, 0] = 0.0
+    out = {}
+    for device in ("cpu", "cuda"):
+        t = mg.tensor(x, device=device, requires_grad=True)
+        y = getattr(t, op)()
+        g = mg.tensor(np.random.default_rng(10).standard_normal(x.shape).astype(np.float32), device=device)
+        fake_cuda.reset()
+        y.backward(g)
+        out[device] = (t.grad.numpy(), fake_cuda.launches)
+    np.testing.assert_array_equal(out["cuda"][0], out["cpu"][0])
+    assert out["cuda"][1] == 1
 
 
 def test_sigmoid_on_fake_cuda_equals_cpu_in_one_launch(fake_cuda):

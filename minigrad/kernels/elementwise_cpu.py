@@ -11,7 +11,8 @@ once, spread over the cores with ``prange`` (each thread owns a contiguous slice
   ``slope``, as in PyTorch, and a NaN input gives ``slope * g``).
 
 Same names, arguments and results as ``elementwise_reference.py`` (the array expressions: the reference
-these loops are tested against, and the GPU path). The sigmoid is the reference's.
+these loops are tested against, and the GPU path). The sigmoid and the tanh and abs gradients are the
+reference's.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import numpy as np
 from numba import njit, prange
 
 from .checks import PARALLEL, check_arrays
-from .elementwise_reference import sigmoid
+from .elementwise_reference import abs_backward, sigmoid, tanh_backward
 
-__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid"]
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "tanh_backward", "abs_backward"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

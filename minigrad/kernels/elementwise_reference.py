@@ -7,13 +7,14 @@ The readable version, the GPU path, and what ``elementwise_cpu.py`` (LeakyReLU a
 * LeakyReLU forward:  ``y = x`` where ``x > 0``, else ``slope * x``;
 * LeakyReLU backward: ``dx = g`` where ``x > 0``, else ``slope * g`` (the gradient at exactly 0 is ``slope``,
   as in PyTorch; a NaN input gives ``slope * g``);
-* sigmoid: ``1 / (1 + exp(-x))``, computed without overflow for either sign of ``x``.
+* sigmoid: ``1 / (1 + exp(-x))``, computed without overflow for either sign of ``x``;
+* the input gradients of tanh, ``g * (1 - y^2)`` from its output ``y``, and of ``|x|``, ``g * sign(x)``.
 """
 from __future__ import annotations
 
 from ..backend import array_module
 
-__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid"]
+__all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "tanh_backward", "abs_backward"]
 
 
 def supports(*arrays) -> bool:
@@ -36,3 +37,14 @@ def sigmoid(x):
     xp = array_module(x)
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def tanh_backward(grad, y):
+    """The input gradient of tanh from its output ``y``: ``grad * (1 - y * y)``."""
+    return grad * (1 - y * y)
+
+
+def abs_backward(grad, x):
+    """The input gradient of ``|x|``: ``grad * sign(x)`` (0 at exactly 0, the subgradient PyTorch picks; NaN
+    at NaN)."""
+    return grad * array_module(x).sign(x)

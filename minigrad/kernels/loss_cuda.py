@@ -27,9 +27,10 @@ of N or N x C values where the launch costs far more than the work. Here:
 ==========================================  =============================================================
 
 Each computes the reference's expressions in the same order and the same dtype, except the block sums,
-which add in float64. ``shifted_logsumexp`` and ``log_softmax`` are the reference's. One block is enough: these losses have one value (or one row) per example. What the
+which add in float64. One block is enough: these losses have one value (or one row) per example. What the
 kernels do not take - a log-sum-exp over another axis than the last or of a non-contiguous array, a
-binary cross-entropy with "none" reduction - goes to the reference.
+binary cross-entropy with "none" reduction - goes to the reference; ``shifted_logsumexp`` and
+``log_softmax`` are the reference's.
 
 The single-block kernels are written as three pieces of plain C (accumulate: one thread's share, a loop;
 combine: one step of the tree; finalize: the first thread's work), put together by :func:`block_source`; the

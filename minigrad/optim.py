@@ -124,6 +124,12 @@ class SGD(Optimizer):
         p.data = p.data - p.data.dtype.type(group["lr"]) * g
 
 
+#: ``cupy.concatenate`` joins more than this many arrays of one dtype in one kernel when they average less
+#: than ``JOIN_BYTES`` each, and copies them one kernel each otherwise: Adam's one-buffer step on the GPU
+#: (:meth:`Adam._step_in_one_buffer`) joins the gradients, and is used only where that is one kernel.
+JOIN_IN_ONE_KERNEL, JOIN_BYTES = 8, 2 * 1024 * 1024
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba) exactly as ``torch.optim.Adam`` computes it:
 
@@ -164,10 +170,14 @@ class Adam(Optimizer):
     # ---------------------------------------------------------------------------- one buffer on the GPU
     def _one_buffer_applies(self):
         """Whether a step can be one launch: every parameter on the GPU, of one dtype, with a gradient, listed
-        once, all at the same step number, and no weight decay (which the kernel does not take)."""
+        once, all at the same step number, no weight decay (which the kernel does not take), and enough of
+        them that CuPy joins their gradients in one kernel (:data:`JOIN_IN_ONE_KERNEL`)."""
         params = self.params
         first = params[0].data
         if self.param_groups[0]["weight_decay"] or backend.device_of(first) != "cuda":
+            return False
+        nbytes = sum(p.data.size for p in params) * first.dtype.itemsize
+        if len(params) <= JOIN_IN_ONE_KERNEL or nbytes >= JOIN_BYTES * len(params):
             return False
         if len({id(p) for p in params}) != len(params) or len({s.get("step", 0) for s in self.state}) != 1:
             return False

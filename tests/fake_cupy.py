@@ -28,7 +28,8 @@ What it counts (:data:`COUNTS`)
 * ``launches``: every operation that would launch a kernel on a GPU counts one (an elementwise op, a
   reduction, a copy, ``zeros``, a matrix product, a user kernel...; views, reshapes that need no copy,
   ``empty`` and same-dtype ``astype(copy=False)`` count none; a few CuPy routines that launch more than one
-  kernel count what CuPy launches: ``random_sample`` 2, ``uniform`` 3, ``pad`` 2, a boolean-mask index 2);
+  kernel count what CuPy launches: ``random_sample`` 2, ``uniform`` 3, ``pad`` 2, a boolean-mask index 2,
+  ``concatenate`` and ``stack`` one per array unless more than eight small arrays are joined in one);
   ``launch_sites`` counts them by the line of minigrad that asked for them;
 * ``h2d``: host-to-device copies (``cupy.asarray`` of host data, NumPy index arrays);
 * ``reads``: device-to-host reads, each recorded as the line that asked for it: the first caller in minigrad
@@ -646,17 +647,31 @@ def _checked_devices(name, arrays):
     return [a._a for a in arrays]
 
 
+#: CuPy joins more than this many arrays of one dtype in one kernel (when they average under
+#: :data:`_JOIN_BYTES` each); fewer, or larger ones, are copied into the result one kernel each.
+_JOIN_IN_ONE_KERNEL, _JOIN_BYTES = 8, 2 * 1024 * 1024
+
+
+def _join_launches(parts, dtype):
+    """How many kernels ``cupy.concatenate`` launches to join ``parts`` (NumPy arrays) into ``dtype``."""
+    if len(parts) > _JOIN_IN_ONE_KERNEL and _b.all(p.dtype == dtype for p in parts) and \
+            _b.sum(p.nbytes for p in parts) < _JOIN_BYTES * len(parts):
+        return 1
+    return _b.sum(1 for p in parts if p.size)
+
+
 def concatenate(arrays, axis=0, out=None, dtype=None):
-    r = _np.concatenate(_checked_devices("concatenate", arrays), axis=axis, dtype=dtype)
-    res = _wrap(r)
-    _launch("concatenate", res.size)
+    parts = _checked_devices("concatenate", arrays)
+    res = _wrap(_np.concatenate(parts, axis=axis, dtype=dtype))
+    _launch("concatenate", res.size, _join_launches(parts, res.dtype))
     return res
 
 
 def stack(arrays, axis=0, out=None, dtype=None):
-    r = _np.stack(_checked_devices("stack", arrays), axis=axis, dtype=dtype)
-    res = _wrap(r)
-    _launch("stack", res.size)
+    """CuPy's stack is a concatenate of the arrays with a new axis: the same launches."""
+    parts = _checked_devices("stack", arrays)
+    res = _wrap(_np.stack(parts, axis=axis, dtype=dtype))
+    _launch("stack", res.size, _join_launches(parts, res.dtype))
     return res
 
 

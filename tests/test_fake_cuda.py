@@ -66,6 +66,24 @@ def test_launches_are_counted_and_views_are_free(fake_cuda):
     assert any(site.startswith("tests/test_fake_cuda.py:") for site in fake_cuda.launch_sites)
 
 
+def test_joining_arrays_counts_what_cupy_launches(fake_cuda):
+    small = [cp.ones(3) for _ in range(9)]
+    fake_cuda.reset()
+    cp.concatenate(small[:2])
+    assert fake_cuda.launches == 2                                 # a copy per array
+    fake_cuda.reset()
+    cp.concatenate(small)
+    assert fake_cuda.launches == 1                                 # more than eight small arrays: one kernel
+    fake_cuda.reset()
+    cp.stack(small[:6])
+    assert fake_cuda.launches == 6                                 # a concatenate of the arrays with a new axis
+    fake_cuda.reset()
+    big = [cp.empty(300_000) for _ in range(9)]                    # 2.4 MB each: copied one by one
+    fake_cuda.reset()
+    cp.concatenate(big)
+    assert fake_cuda.launches == 9
+
+
 def test_user_kernels_check_what_a_gpu_would_get_wrong(fake_cuda):
     raw = cp.RawKernel("", "minigrad_bn_forward")
     x = cp.ones((4, 4), dtype=cp.float32)

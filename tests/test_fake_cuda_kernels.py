@@ -425,7 +425,11 @@ def _adam_run(device, start, grads, eps_inside, counts, between=None, **options)
     return [p.numpy() for p in params], opt.state_dict(), launches
 
 
-def _adam_case(dtype, shapes=((3, 4), (5,), (2, 1, 3), ())):
+#: Ten parameters: more than the eight arrays CuPy joins in one kernel, which the one-buffer step needs.
+SHAPES = ((3, 4), (5,), (2, 1, 3), (), (4,), (1, 2), (3,), (2, 2), (6,), (1,))
+
+
+def _adam_case(dtype, shapes=SHAPES):
     rng = np.random.default_rng(6)
     start = [np.asarray(rng.standard_normal(shape)).astype(dtype) for shape in shapes]
     grads = [[np.asarray(rng.standard_normal(a.shape)).astype(dtype) for a in start] for _ in range(3)]
@@ -456,6 +460,14 @@ def test_adam_on_fake_cuda_equals_cpu_bit_for_bit_in_one_launch_per_step(fake_cu
     assert got[2] == [5, 2, 2]
 
 
+def test_adam_on_fake_cuda_with_few_parameters_steps_them_one_by_one(fake_cuda):
+    start, grads = _adam_case(np.float32, shapes=SHAPES[:8])      # joining 8 gradients would cost 8 kernels
+    want = _adam_run("cpu", start, grads, False, fake_cuda)
+    got = _adam_run("cuda", start, grads, False, fake_cuda)
+    _same_adam(got, want, np.float32)
+    assert got[2] == [3 * 8, 8, 8]                                 # one kernel per parameter (and its zeros)
+
+
 def test_adam_on_fake_cuda_gathers_again_after_an_array_is_replaced(fake_cuda):
     start, grads = _adam_case(np.float32)
 
@@ -472,7 +484,8 @@ def test_adam_on_fake_cuda_gathers_again_after_an_array_is_replaced(fake_cuda):
 
 @pytest.mark.parametrize("case", ["a parameter without a gradient", "weight decay"])
 def test_adam_on_fake_cuda_steps_parameter_by_parameter_where_one_buffer_does_not_apply(fake_cuda, case):
-    start, grads = _adam_case(np.float64, shapes=((3, 4), (5,), (2, 1, 3)))
+    # (the CPU's weight decay makes a NumPy scalar of a 0-d parameter, so the case has none)
+    start, grads = _adam_case(np.float64, shapes=tuple(s for s in SHAPES if s != ()))   # no 0-d: see below
     options = {}
     if case == "weight decay":
         options["weight_decay"] = 0.1

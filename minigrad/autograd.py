@@ -49,6 +49,14 @@ How it fits together
      every op's CUDA path on (``tests/fake_cupy.py``) keeps NumPy's flag, and the engine's read-only
      views reach the CUDA code there as they do on the CPU.
 
+  4. *Adding in place, by the op* (optional): an op whose backward writes a gradient with a kernel anyway
+     can add it into the sum the engine holds for that input so far, instead of the engine adding the
+     two with a kernel of its own. Such an op sets ``adds_into_pending = True``; the engine then hands it
+     ``ctx.pending``, for each input the engine's own running sum (a fresh array, rule 3) or None, and an
+     input whose gradient comes back as that very array is left as it is. Batch norm's CUDA kernel does
+     this for its weight and bias (``kernels/norm_cuda.py``), used twice in a step of a GAN's
+     discriminator.
+
   Unless ``retain_graph=True``, each node's saved arrays and input links are dropped as soon as the
   node has been used, so memory is returned while the walk goes on.
 """
@@ -139,6 +147,8 @@ class Function:
     """
 
     name: str = ""
+    #: Rule 4 of the module docstring: the backward may add into ``ctx.pending`` and return those arrays.
+    adds_into_pending: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -281,10 +291,18 @@ def _add_pending(grads, key, gi, fresh):
     grads[key] = (total, _is_fresh(total, ()))   # new, but not C-contiguous when NumPy kept a transposed order
 
 
-def _pass_on(node, output, upstream, input_grads, grads):
+def _pending_sums(node, grads):
+    """For each input of ``node``, the engine's own running sum of its gradient so far (fresh, rule 3), or
+    None: what an op with ``adds_into_pending`` may add into (rule 4)."""
+    pending = (grads.get(id(inp), (None, False)) for inp in node.inputs)
+    return tuple(sum_ if fresh else None for sum_, fresh in pending)
+
+
+def _pass_on(node, output, upstream, input_grads, grads, offered=None):
     """Check the gradients an op's backward returned (unbroadcast first, then shape and dtype) and add each
-    to its input's pending gradient, saying whether it is fresh (rule 3). A function of its own, so that
-    what it looks at is let go when it returns (the walk frees results as it goes)."""
+    to its input's pending gradient, saying whether it is fresh (rule 3); one that is the running sum the
+    engine ``offered`` the op (rule 4) is already in. A function of its own, so that what it looks at is
+    let go when it returns (the walk frees results as it goes)."""
     held = None
     for i, (inp, gi, needed) in enumerate(zip(node.inputs, input_grads, node.needs_input_grad)):
         if gi is None or not needed:
@@ -298,6 +316,8 @@ def _pass_on(node, output, upstream, input_grads, grads):
                 f"{node.fn.name}: backward produced a gradient of shape {tuple(gi.shape)} and dtype "
                 f"{gi.dtype} for an input of shape {tuple(inp.shape)} and dtype {inp.dtype} (a bug in the op)"
             )
+        if offered is not None and offered[i] is gi:   # the op added into the running sum itself (rule 4)
+            continue
         if gi is returned:   # the op's own array: fresh only if nothing else holds it
             if held is None:
                 held = _held_by(node, output, upstream)
@@ -337,13 +357,15 @@ def backward(root, grad, retain_graph=False):
             # (where the array type has the flag; CuPy's has not, see rule 3 above).
             g = g.view()
             g.flags.writeable = False
+        offered = node.pending = _pending_sums(node, grads) if node.fn.adds_into_pending else None
         input_grads = node.fn.backward(node, g)
+        node.pending = None
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.inputs):
             raise RuntimeError(
                 f"{node.fn.name}: backward returned {len(input_grads)} gradients for {len(node.inputs)} inputs"
             )
-        _pass_on(node, tensor.data, upstream, input_grads, grads)
+        _pass_on(node, tensor.data, upstream, input_grads, grads, offered)
         if not retain_graph:
             node.release()

@@ -1216,7 +1216,7 @@ def _bn_forward(grid, block, x, x_layout, n, c, s, gamma, beta, has_gamma, has_b
 
 @kernel_equivalent("minigrad_bn_backward")
 def _bn_backward(grid, block, g, g_layout, x, x_layout, n, c, s, coef, batch_stats, want_sums, want_params, want_dx,
-                 dparams, dcoef, dx):
+                 dgamma, dbeta, add_gamma, add_beta, dcoef, dx):
     n, c, s = int(n), int(c), int(s)
     _check_grid("minigrad_bn_backward", grid, block, c)
     gv = _channels(g, g_layout, n, c, s).astype(_np.float64)
@@ -1224,8 +1224,9 @@ def _bn_backward(grid, block, g, g_layout, x, x_layout, n, c, s, coef, batch_sta
     sum_g = gv.sum(axis=(0, 2)) if want_sums else _np.zeros(c)
     sum_gxhat = ((gv * (xv - _per_channel(coef, c))).sum(axis=(0, 2)) if want_sums else _np.zeros(c)) * coef[c:2 * c]
     if want_params:
-        dparams[:c] = sum_gxhat
-        dparams[c:2 * c] = sum_g
+        dg, db = sum_gxhat.astype(dgamma.dtype), sum_g.astype(dbeta.dtype)
+        dgamma[:c] = dgamma[:c] + dg if add_gamma else dg
+        dbeta[:c] = dbeta[:c] + db if add_beta else db
     count = n * s
     dcoef[:c] = sum_g / count if batch_stats else 0.0
     dcoef[c:2 * c] = coef[2 * c:3 * c] * coef[c:2 * c] * (sum_gxhat / count) if batch_stats else 0.0

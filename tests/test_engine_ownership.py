@@ -236,3 +236,45 @@ def test_the_implied_gradient_of_a_scalar_costs_no_launch_and_is_never_adopted(f
     t = mg.tensor(5.0, requires_grad=True)
     t.backward()
     assert t.grad.item() == 1.0 and s.grad.item() == 2.0
+
+
+def test_an_op_can_add_into_the_engines_running_sum_itself():
+    class Scale(Function):
+        """y = 3 x, whose backward adds 3 g into the pending sum of x when the engine offers one (rule 4)."""
+        adds_into_pending = True
+        offered = []
+
+        @staticmethod
+        def forward(ctx, x):
+            return x * 3.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            (pending,) = ctx.pending
+            Scale.offered.append(pending is not None)
+            if pending is None:
+                return grad * 3.0
+            pending += grad * 3.0
+            return pending
+
+    x = _leaf(4)
+    (Scale.apply(x) + Scale.apply(x) + Scale.apply(x)).sum().backward()
+    assert Scale.offered == [False, True, True]
+    np.testing.assert_array_equal(x.grad.numpy(), 9.0)
+
+
+def test_batch_norm_on_the_gpu_adds_a_second_passs_parameter_gradients_into_the_first(fake_cuda):
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((6, 3, 2, 2)).astype(np.float32) for _ in range(2)]
+    grads = {}
+    for device in ("cpu", "cuda"):
+        w = mg.tensor(np.array([1.0, 2.0, 0.5], np.float32), device=device, requires_grad=True)
+        b = mg.tensor(np.zeros(3, np.float32), device=device, requires_grad=True)
+        ys = [mg.functional.batch_norm(mg.tensor(x, device=device), None, None, w, b, training=True) for x in xs]
+        loss = (ys[0] * ys[0]).sum() + (ys[1] * 2.0).sum()
+        fake_cuda.reset()
+        loss.backward()
+        grads[device] = (w.grad.numpy(), b.grad.numpy(), fake_cuda.launch_kinds["add"])
+    np.testing.assert_allclose(grads["cuda"][0], grads["cpu"][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads["cuda"][1], grads["cpu"][1], rtol=1e-5, atol=1e-5)
+    assert grads["cuda"][2] == 1          # the loss's one addition: none for the weight's and the bias's sums

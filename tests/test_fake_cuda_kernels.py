@@ -215,21 +215,27 @@ def test_batch_norm_bodies_compiled_as_c_match_reference(cc, dtype, shape, block
     # the backward pass, training mode: the parameters' gradients and dx, in x's order
     g = rng.standard_normal(x.shape).astype(dtype)
     backward, bkinds = reduction_library(cc, norm_cuda.BACKWARD, t_type, "double", block)
-    dparams, dcoef = np.full(2 * c, np.nan, dtype=dtype), np.full(2 * c, np.nan)
+    dgamma, dbeta, dcoef = np.full(c, np.nan, dtype=dtype), np.full(c, np.nan, dtype=dtype), np.full(2 * c, np.nan)
     dx = np.full(x.size, np.nan, dtype=dtype)
     g_buf = _stored(g, g_layout)
-    _call(backward, bkinds, [g_buf, g_layout, x_buf, x_layout, n, c, s, coef, 1, 1, 1, 1, dparams, dcoef, dx], c)
+    args = [g_buf, g_layout, x_buf, x_layout, n, c, s, coef, 1, 1, 1, 1, dgamma, dbeta, 0, 0, dcoef, dx]
+    _call(backward, bkinds, args, c)
     sum_g, sum_gxhat = norm_reference.backward_sums(g, x, coef[:c], coef[c:2 * c])
     f_tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(dparams[:c], sum_gxhat, **f_tol)
-    np.testing.assert_allclose(dparams[c:], sum_g, **f_tol)
+    np.testing.assert_allclose(dgamma, sum_gxhat, **f_tol)
+    np.testing.assert_allclose(dbeta, sum_g, **f_tol)
+    first = (dgamma.copy(), dbeta.copy())
+    _call(backward, bkinds, args[:14] + [1, 1] + args[16:], c)        # added into what they hold: twice
+    np.testing.assert_array_equal(dgamma, first[0] + first[0])
+    np.testing.assert_array_equal(dbeta, first[1] + first[1])
     np.testing.assert_allclose(dcoef[:c], sum_g / count, rtol=1e-9, atol=1e-12)
     want = norm_reference.training_dx(g, x, coef[:c], coef[c:2 * c], gamma.astype(np.float64), sum_g / count,
                                       sum_gxhat / count)
     np.testing.assert_allclose(_from_buffer(dx, x_layout, x.shape), want, **f_tol)
 
     # evaluation mode, no parameters: nothing summed (dcoef zero), dx = scale * g
-    _call(backward, bkinds, [g_buf, g_layout, x_buf, x_layout, n, c, s, coef_eval, 0, 0, 0, 1, dparams, dcoef, dx], c)
+    _call(backward, bkinds, [g_buf, g_layout, x_buf, x_layout, n, c, s, coef_eval, 0, 0, 0, 1, dgamma, dbeta, 0, 0,
+                             dcoef, dx], c)
     np.testing.assert_array_equal(dcoef, 0.0)
     scale = coef_eval[2 * c:3 * c].reshape((1, c) + (1,) * (x.ndim - 2))
     np.testing.assert_allclose(_from_buffer(dx, x_layout, x.shape), (scale * g).astype(dtype),

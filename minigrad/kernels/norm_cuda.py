@@ -134,15 +134,16 @@ for (long long m = tid; m < count; m += BLOCK) {
 )
 
 #: The backward kernel: per channel ``sum(g)`` and ``sum(g * (x - mean))`` (when ``want_sums``); the first
-#: thread writes the parameters' gradients (``dparams = [dgamma, dbeta]``, 2 x C, in T, when
-#: ``want_params``) and the input gradient's coefficients (``dcoef = [mean(g), scale * invstd *
-#: mean(g * xhat)]``, zero with running statistics); then, when ``want_dx``, every thread writes its share
-#: of ``dx`` in ``x``'s layout. ``g`` is in ``g_layout``.
+#: thread writes the parameters' gradients (``dgamma``, ``dbeta``, C each, in T, when ``want_params``; added
+#: into what they hold with ``add_gamma`` / ``add_beta``: the engine's running sum of an earlier pass's) and
+#: the input gradient's coefficients (``dcoef = [mean(g), scale * invstd * mean(g * xhat)]``, zero with
+#: running statistics); then, when ``want_dx``, every thread writes its share of ``dx`` in ``x``'s layout.
+#: ``g`` is in ``g_layout``.
 BACKWARD = (
     "minigrad_bn_backward",
     "const T* g, const int g_layout, const T* x, const int x_layout, const long long n, const long long c, "
     "const long long s, const double* coef, const int batch_stats, const int want_sums, const int want_params, "
-    "const int want_dx, T* dparams, double* dcoef, T* dx",
+    "const int want_dx, T* dgamma, T* dbeta, const int add_gamma, const int add_beta, double* dcoef, T* dx",
     r"""
 double s1 = 0.0, s2 = 0.0;
 if (want_sums) {
@@ -165,8 +166,9 @@ const double inv = coef[c + ch];
 const double sum_g = part1[0];
 const double sum_gxhat = part2[0] * inv;
 if (want_params) {
-    dparams[ch] = (T)sum_gxhat;                         /* the weight's gradient */
-    dparams[c + ch] = (T)sum_g;                         /* the bias's */
+    const T dg = (T)sum_gxhat, db = (T)sum_g;           /* the weight's gradient, the bias's */
+    dgamma[ch] = add_gamma ? dgamma[ch] + dg : dg;
+    dbeta[ch] = add_beta ? dbeta[ch] + db : db;
 }
 dcoef[ch] = batch_stats ? sum_g / (double)count : 0.0;
 dcoef[c + ch] = batch_stats ? coef[2 * c + ch] * inv * (sum_gxhat / (double)count) : 0.0;
@@ -262,27 +264,37 @@ def forward(x, weight, bias, running_mean, running_var, *, batch_stats, update_r
     return y, coef, x_buffer, x_layout
 
 
-def backward(grad, x_buffer, x_layout, coef, *, batch_stats, need_x, need_params):
+def _adds_into(a, c, dtype):
+    """Whether the kernel can add a parameter's gradient into ``a``: a C-contiguous (C,) array of the dtype."""
+    return a is not None and tuple(a.shape) == (c,) and a.dtype == dtype and a.flags.c_contiguous
+
+
+def backward(grad, x_buffer, x_layout, coef, *, batch_stats, need_x, need_params, into=(None, None)):
     """Batch norm's backward pass from what :func:`forward` returned: ``(dx, dgamma, dbeta)``, each None when
-    not asked for, ``dx`` in the order of ``x``. One kernel launch."""
+    not asked for, ``dx`` in the order of ``x``. ``into``: arrays to add the weight's and the bias's
+    gradients into (the engine's running sums of an earlier pass through the same layer, or None); where
+    they are used, they are what is returned. One kernel launch."""
     cp = backend.cupy_module()
     shape = layout.logical_shape(x_buffer, x_layout)
     n, c, s = _ncs(shape)
     dtype = x_buffer.dtype
-    dx = None
+    dx = dgamma = dbeta = None
     if need_x:
         dx = layout.empty_channel_rows(shape, dtype) if x_layout == layout.CHANNEL_ROWS else cp.empty(shape, dtype)
-    dparams = cp.empty(2 * c, dtype=dtype) if need_params else None
+    add = [_adds_into(a, c, dtype) for a in into]
+    if need_params:
+        fresh = cp.empty(2 * c, dtype=dtype)
+        dgamma = into[0] if add[0] else fresh[:c]
+        dbeta = into[1] if add[1] else fresh[c:]
     if c and n * s and (need_x or need_params):
         g_buffer, g_layout = layout.kernel_buffer(grad)
         _raw(cp, BACKWARD, dtype, np.dtype(np.float64))(
             (c,), (BLOCK,),
             (g_buffer, np.int32(g_layout), x_buffer, np.int32(x_layout), np.int64(n), np.int64(c), np.int64(s), coef,
              np.int32(bool(batch_stats)), np.int32(bool(batch_stats or need_params)), np.int32(bool(need_params)),
-             np.int32(bool(need_x)), x_buffer if dparams is None else dparams, cp.empty(2 * c, dtype=np.float64),
+             np.int32(bool(need_x)), x_buffer if dgamma is None else dgamma, x_buffer if dbeta is None else dbeta,
+             np.int32(add[0]), np.int32(add[1]), cp.empty(2 * c, dtype=np.float64),
              x_buffer if dx is None else layout.kernel_buffer(dx)[0]))
     elif need_params:                            # no channels, or no values: the sums are zero
-        dparams = cp.zeros(2 * c, dtype=dtype)
-    if not need_params:
-        return dx, None, None
-    return dx, dparams[:c], dparams[c:]
+        dgamma, dbeta = (into[0] if add[0] else cp.zeros(c, dtype=dtype)), (into[1] if add[1] else cp.zeros(c, dtype))
+    return dx, dgamma, dbeta

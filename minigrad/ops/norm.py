@@ -57,6 +57,7 @@ class BatchNorm(Function):
     """
 
     name = "batch_norm"
+    adds_into_pending = True    # the CUDA kernel adds the parameters' gradients into earlier passes' sums
 
     @staticmethod
     def forward(ctx, x, *params, has_weight=False, has_bias=False, running_mean=None, running_var=None,
@@ -119,8 +120,11 @@ class BatchNorm(Function):
         need_x, need_params = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
         if ctx.fused:   # the same formulas in one kernel (kernels/norm_cuda.py)
             x_buffer, coef = ctx.saved_arrays
+            pending = iter(getattr(ctx, "pending", None) or (None,) * len(ctx.needs_input_grad))
+            next(pending)                                                 # x's
+            into = (next(pending) if ctx.has_weight else None, next(pending) if ctx.has_bias else None)
             dx, dgamma, dbeta = ctx.kernel.backward(grad, x_buffer, ctx.x_layout, coef, batch_stats=ctx.use_batch_stats,
-                                                    need_x=need_x, need_params=any(need_params))
+                                                    need_x=need_x, need_params=any(need_params), into=into)
             return (dx,) + ((dgamma,) if ctx.has_weight else ()) + ((dbeta,) if ctx.has_bias else ())
         x, mean, invstd, gamma = ctx.saved_arrays
         k = kernels.for_arrays("norm", grad, x)

@@ -5,6 +5,7 @@ op from ``minigrad/ops``.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -31,6 +32,17 @@ __all__ = [
     "conv2d", "conv_transpose2d",
     "weight_norm",
 ]
+
+
+@functools.lru_cache(maxsize=32)
+def _constant(xp, shape, value, dtype):
+    """``full(shape, value)`` made once per array module, shape, value and dtype, read-only where the array
+    type has the flag: a number target (the 0.9 and 0 of a GAN's losses) is then the same array every step,
+    not a kernel each time. Nothing writes into it: it is a constant input of the graph."""
+    a = xp.full(shape, value, dtype=dtype)
+    if hasattr(a.flags, "writeable"):
+        a.flags.writeable = False
+    return a
 
 
 def _tensor(x, op, arg="input"):
@@ -123,7 +135,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     _loss._check_reduction("binary_cross_entropy_with_logits", reduction)
     _tensor(logits, "binary_cross_entropy_with_logits", "logits")
     if isinstance(target, numbers.Real):
-        target = Tensor._wrap(module_for(logits.device).full(logits.shape, target, dtype=logits.dtype))
+        target = Tensor._wrap(_constant(module_for(logits.device), tuple(logits.shape), float(target), logits.dtype))
     target = target if isinstance(target, Tensor) else Tensor(target, device=logits.device)
     if target.dtype != logits.dtype:
         target = target.to(logits.dtype)

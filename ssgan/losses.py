@@ -127,7 +127,9 @@ def feature_matching_loss(features_real: Tensor, features_fake: Tensor) -> Tenso
     if features_real.ndim != 2 or features_fake.ndim != 2 or features_real.shape[1] != features_fake.shape[1]:
         raise ValueError(f"feature_matching_loss: need (N, F) and (M, F) features, got {features_real.shape} "
                          f"and {features_fake.shape}")
-    return (features_real.mean(dim=0) - features_fake.mean(dim=0)).abs().mean()
+    # fake minus real: the same number (|a - b| = |b - a| exactly, in floating point too), and the side that
+    # needs a gradient comes first, so the difference hands it on as it is (no negation to compute)
+    return (features_fake.mean(dim=0) - features_real.mean(dim=0)).abs().mean()
 
 
 # ------------------------------------------------------------------------------------ --preset improved

@@ -1316,3 +1316,14 @@ def _bce_with_logits(grid, block, x, t, count, sums):
 @kernel_equivalent("minigrad_bce_with_logits_backward")
 def _bce_with_logits_backward(*, x, t, g, count, mean, dx):
     dx[...] = (_sigmoid_of(x) - t) * (g / count if mean else g)
+
+
+# ---------------------------------------------------------------------------------------- the join kernel
+def _join(*, out, **bound):
+    """``minigrad_join{k}``: the raw arrays ``a0 .. a{k-1}``, flattened in C order, one after the other."""
+    k = _b.sum(1 for name in bound if name.startswith("a"))
+    out[...] = _np.concatenate([_np.asarray(bound[f"a{j}"]).reshape(-1) for j in range(k)]).reshape(out.shape)
+
+
+for _k in range(2, 9):
+    KERNELS[f"minigrad_join{_k}"] = _join

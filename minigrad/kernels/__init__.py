@@ -13,6 +13,7 @@ norm            ``norm_reference.py``         ``norm_cpu.py``            ``norm_
 elementwise     ``elementwise_reference.py``  ``elementwise_cpu.py``     ``elementwise_cuda.py``
 optim           ``optim_reference.py``        ``optim_cpu.py``           ``optim_cuda.py``
 loss            ``loss_reference.py``         the reference              ``loss_cuda.py``
+shape           ``shape_reference.py``        the reference              ``shape_cuda.py``
 dropout         ``dropout_reference.py``      the reference              ``dropout_cuda.py``
 dropout_philox  ``dropout_reference.py``      ``dropout_philox_cpu.py``  the reference
 weight_norm     ``weight_norm_reference.py``  ``weight_norm_cpu.py``     the reference
@@ -57,6 +58,7 @@ FAMILIES = {
     "elementwise": ("elementwise_reference", ("elementwise_cpu", "elementwise_cuda")),
     "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
     "loss": ("loss_reference", ("loss_cuda",)),
+    "shape": ("shape_reference", ("shape_cuda",)),
     "dropout": ("dropout_reference", ("dropout_cuda",)),
     "dropout_philox": ("dropout_reference", ("dropout_philox_cpu",)),
     "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
@@ -72,6 +74,7 @@ INTERFACES = {
     "optim": ("supports", "adam_update"),
     "loss": ("supports", "shifted_logsumexp", "logsumexp", "log_softmax", "cross_entropy", "cross_entropy_backward",
              "bce_with_logits", "bce_with_logits_backward"),
+    "shape": ("supports", "concatenate", "stack"),
     "dropout": ("supports", "dropout_mask"),
     "dropout_philox": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),

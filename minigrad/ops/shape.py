@@ -1,10 +1,12 @@
 """Ops that move values around without arithmetic: reshape, permute, indexing, cat, stack, pad (registry
 entries: ``minigrad/testing/entries_shape.py``). Each backward puts the upstream gradient back where the
-value came from."""
+value came from. Joining arrays is the ``shape`` kernel family (the array module's own on the CPU; on the
+GPU a few arrays in one kernel, ``kernels/shape_cuda.py``)."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
 
@@ -72,7 +74,7 @@ class Cat(Function):
     def forward(ctx, *arrays, dim=0):
         _check_same("cat", arrays, dim)
         ctx.sizes, ctx.dim = [a.shape[dim] for a in arrays], dim
-        return array_module(*arrays).concatenate(arrays, axis=dim)
+        return kernels.for_arrays("shape", *arrays).concatenate(arrays, dim)
 
     @staticmethod
     def backward(ctx, grad):
@@ -85,7 +87,7 @@ class Stack(Function):
     def forward(ctx, *arrays, dim=0):
         _check_same("stack", arrays, None)
         ctx.dim = dim
-        return array_module(*arrays).stack(arrays, axis=dim)
+        return kernels.for_arrays("shape", *arrays).stack(arrays, dim)
 
     @staticmethod
     def backward(ctx, grad):

@@ -1327,3 +1327,10 @@ def _join(*, out, **bound):
 
 for _k in range(2, 9):
     KERNELS[f"minigrad_join{_k}"] = _join
+
+
+@kernel_equivalent("minigrad_scatter_rows")
+def _scatter_rows(*, g, lo, hi, out):
+    values = _np.zeros(out.size, dtype=out.dtype)
+    values[int(lo):int(hi)] = _np.asarray(g).reshape(-1)
+    out[...] = values.reshape(out.shape)

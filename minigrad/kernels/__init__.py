@@ -74,7 +74,7 @@ INTERFACES = {
     "optim": ("supports", "adam_update"),
     "loss": ("supports", "shifted_logsumexp", "logsumexp", "log_softmax", "cross_entropy", "cross_entropy_backward",
              "bce_with_logits", "bce_with_logits_backward"),
-    "shape": ("supports", "concatenate", "stack"),
+    "shape": ("supports", "concatenate", "stack", "scatter"),
     "dropout": ("supports", "dropout_mask"),
     "dropout_philox": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),

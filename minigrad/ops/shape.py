@@ -49,6 +49,7 @@ class GetItem(Function):
     times by an integer array receives the sum of its gradients (``add.at``)."""
 
     name = "getitem"
+    adds_into_pending = True    # on the GPU the gradient is added into an earlier part's (kernels/shape_cuda.py)
 
     @staticmethod
     def forward(ctx, x, index):
@@ -60,13 +61,9 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xp = array_module(grad)
-        out = xp.zeros(ctx.in_shape, dtype=ctx.dtype)
-        if _is_basic(ctx.index):
-            out[ctx.index] = grad
-        else:
-            xp.add.at(out, ctx.index, grad)
-        return out
+        (into,) = ctx.pending or (None,)
+        return kernels.for_arrays("shape", grad).scatter(grad, ctx.in_shape, ctx.dtype, ctx.index,
+                                                         _is_basic(ctx.index), into=into)
 
 
 class Cat(Function):

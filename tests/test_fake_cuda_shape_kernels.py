@@ -1,6 +1,7 @@
-"""The join kernel of kernels/shape_cuda.py (``mg.cat`` and ``mg.stack`` of two to eight arrays in one launch):
-its body compiled as C on the host against NumPy's concatenate, and the ops on the CuPy stand-in against the
-CPU, with their launches.
+"""The shape kernels of kernels/shape_cuda.py - the join kernel (``mg.cat`` and ``mg.stack`` of two to eight
+arrays in one launch) and the gradient of an indexed part (one kernel for a slice of rows, added into the
+engine's running sum where there is one) - their bodies compiled as C on the host against NumPy, and the ops
+on the CuPy stand-in against the CPU, with their launches.
 """
 from __future__ import annotations
 
@@ -70,3 +71,45 @@ def test_the_join_kernel_reads_strided_arrays_and_leaves_mixed_dtypes_to_cupy(fa
     mixed = shape_cuda.concatenate([b, cp.ones((1, 3), dtype=np.float32)], 0)
     assert mixed.dtype == np.float64 and mixed.shape == (3, 3)
     assert kernels.for_arrays("shape", b) is shape_cuda and kernels.for_arrays("shape", np.ones(2)) is shape_reference
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_body_compiled_as_c_equals_numpy(cc, dtype):
+    t_type = "float" if dtype == np.float32 else "double"
+    g = np.random.default_rng(0).standard_normal((3, 4)).astype(dtype)
+    fn, kinds = elementwise(cc, shape_cuda.ROWS, shape_cuda.ROWS_BODY, t_type, set())
+    out = np.full((7, 4), 7, dtype=dtype)
+    _call(fn, kinds, [g, 2 * 4, 5 * 4, out], out.size)
+    want = np.zeros((7, 4), dtype=dtype)
+    want[2:5] = g
+    np.testing.assert_array_equal(out, want)
+
+
+def _parts_run(device, x, indexes, counts):
+    t = mg.tensor(x, device=device, requires_grad=True)
+    parts = [t[i] for i in indexes]
+    upstream = [mg.tensor(np.full(p.shape, k + 1.5, np.float32), device=device) for k, p in enumerate(parts)]
+    terms = [(p * u).sum() for p, u in zip(parts, upstream)]
+    loss = terms[0]
+    for term in terms[1:]:
+        loss = loss + term
+    counts.reset()
+    loss.backward()
+    scatter = sum(n for s, n in counts.launch_sites.items() if "shape_cuda" in s or "shape_reference" in s)
+    engine = sum(n for s, n in counts.launch_sites.items() if "autograd" in s)
+    return t.grad.numpy(), scatter, engine
+
+
+@pytest.mark.parametrize("what, indexes, scatter_launches", [
+    ("one slice of rows", [slice(1, 3)], 1),
+    ("the two halves of a batch", [slice(None, 2), slice(2, None)], 2),
+    ("rows, then an integer array", [slice(0, 4), (np.array([0, 0, 3]),)], 2),
+    ("a column (the reference: zeros, setitem)", [(slice(None), 1)], 2),
+])
+def test_getitem_gradients_on_fake_cuda_equal_cpu(fake_cuda, what, indexes, scatter_launches):
+    x = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    want, _, _ = _parts_run("cpu", x, indexes, fake_cuda)
+    got, scatter, engine = _parts_run("cuda", x, indexes, fake_cuda)
+    np.testing.assert_array_equal(got, want)
+    assert scatter == scatter_launches, what
+    assert engine == 0, what                        # the parts' gradients need no addition by the engine

@@ -124,12 +124,6 @@ class SGD(Optimizer):
         p.data = p.data - p.data.dtype.type(group["lr"]) * g
 
 
-#: ``cupy.concatenate`` joins more than this many arrays of one dtype in one kernel when they average less
-#: than ``JOIN_BYTES`` each, and copies them one kernel each otherwise: Adam's one-buffer step on the GPU
-#: (:meth:`Adam._step_in_one_buffer`) joins the gradients, and is used only where that is one kernel.
-JOIN_IN_ONE_KERNEL, JOIN_BYTES = 8, 2 * 1024 * 1024
-
-
 class Adam(Optimizer):
     """Adam (Kingma & Ba) exactly as ``torch.optim.Adam`` computes it:
 
@@ -146,8 +140,9 @@ class Adam(Optimizer):
 
     On the GPU a step is one kernel for all the parameters (:meth:`_step_in_one_buffer`): the parameters
     and the two moments live in three flat buffers, each parameter's ``.data`` and state a view of its
-    part, so the update is one pass over the buffers after one copy of the gradients into a fourth. The
-    arithmetic per value is the per-parameter kernel's.
+    part, so the update is one pass over the buffers, reading each gradient where it is
+    (``kernels/optim_cuda.py``, ``adam_update_joined``). The arithmetic per value is the per-parameter
+    kernel's.
     """
 
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "eps_inside_sqrt": False}
@@ -170,14 +165,10 @@ class Adam(Optimizer):
     # ---------------------------------------------------------------------------- one buffer on the GPU
     def _one_buffer_applies(self):
         """Whether a step can be one launch: every parameter on the GPU, of one dtype, with a gradient, listed
-        once, all at the same step number, no weight decay (which the kernel does not take), and enough of
-        them that CuPy joins their gradients in one kernel (:data:`JOIN_IN_ONE_KERNEL`)."""
+        once, all at the same step number, and no weight decay (which the kernel does not take)."""
         params = self.params
         first = params[0].data
         if self.param_groups[0]["weight_decay"] or backend.device_of(first) != "cuda":
-            return False
-        nbytes = sum(p.data.size for p in params) * first.dtype.itemsize
-        if len(params) <= JOIN_IN_ONE_KERNEL or nbytes >= JOIN_BYTES * len(params):
             return False
         if len({id(p) for p in params}) != len(params) or len({s.get("step", 0) for s in self.state}) != 1:
             return False
@@ -216,20 +207,19 @@ class Adam(Optimizer):
 
     def _step_in_one_buffer(self):
         """One Adam step for all the parameters in one kernel launch over flat buffers, on the GPU; False
-        (nothing done) where it does not apply. Costs one launch to copy the gradients into a flat buffer,
-        one for the update (and, when the buffers have to be made, a copy of the parameters and of each
-        moment, or zeros)."""
+        (nothing done) where it does not apply. When the buffers have to be made (a first step, an array
+        replaced since), the parameters and the moments are copied into them first (zeros for a first step's
+        moments)."""
         if not self._one_buffer_applies():
             return False
         group = self.param_groups[0]
         xp = backend.array_module(self.params[0].data)
         p, m, v = self._buffers[0] if self._buffers_current() else self._gather(xp)
-        g = xp.concatenate([q.grad.data.reshape(-1) for q in self.params])
         t = self.state[0].get("step", 0) + 1
         beta1, beta2 = group["betas"]
-        k = kernels.for_arrays("optim", p, g, m, v)
-        p, m, v = k.adam_update(p, g, m, v, beta1, beta2, group["lr"], group["eps"], t,
-                                eps_inside_sqrt=group.get("eps_inside_sqrt", False))
+        k = kernels.for_arrays("optim", p, m, v)
+        p, m, v = k.adam_update_joined(p, [q.grad.data for q in self.params], m, v, beta1, beta2, group["lr"],
+                                       group["eps"], t, eps_inside_sqrt=group.get("eps_inside_sqrt", False))
         self._bind(p, m, v, t)
         return True
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import builtins as _b
 import collections
 import contextlib
+import functools
 import os
 import sys
 import types
@@ -1154,6 +1155,20 @@ def _adam(*, p, g, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bi
 def _adam_eps_inside(*, p, g, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2, eps, p_out, m, v):
     m_new, v_new = _adam_moments(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2)
     p_out[...] = p - step_size * m_new / _np.sqrt(v_new / bias2 + eps)
+
+
+def _adam_joined(eps_inside, *, p, **bound):
+    """``minigrad_adam[_eps_inside]_joined{k}``: Adam with the gradient read from ``g0 .. g{k-1}`` (raw)."""
+    k = _b.sum(1 for name in bound if name[0] == "g" and name[1:].isdigit())
+    g = _np.concatenate([_np.asarray(bound.pop(f"g{j}")).reshape(-1) for j in range(k)]).reshape(p.shape)
+    for j in range(1, k):
+        bound.pop(f"o{j}")
+    (_adam_eps_inside if eps_inside else _adam)(p=p, g=g, **bound)
+
+
+for _k in range(1, 33):
+    KERNELS[f"minigrad_adam_joined{_k}"] = functools.partial(_adam_joined, False)
+    KERNELS[f"minigrad_adam_eps_inside_joined{_k}"] = functools.partial(_adam_joined, True)
 
 
 @kernel_equivalent("minigrad_dropout_mask")

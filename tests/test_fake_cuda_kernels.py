@@ -461,17 +461,40 @@ def test_adam_on_fake_cuda_equals_cpu_bit_for_bit_in_one_launch_per_step(fake_cu
     want = _adam_run("cpu", start, grads, eps_inside, fake_cuda)
     got = _adam_run("cuda", start, grads, eps_inside, fake_cuda)
     _same_adam(got, want, dtype)
-    # every step: the gradients copied into one buffer, the update; the first also gathers the parameters
-    # into one buffer and makes the two moments' (zeros)
-    assert got[2] == [5, 2, 2]
+    # every step one kernel, reading the gradients where they are; the first also gathers the parameters
+    # into one buffer (CuPy joins more than eight small arrays in one kernel) and makes the moments' (zeros)
+    assert got[2] == [4, 1, 1]
 
 
-def test_adam_on_fake_cuda_with_few_parameters_steps_them_one_by_one(fake_cuda):
-    start, grads = _adam_case(np.float32, shapes=SHAPES[:8])      # joining 8 gradients would cost 8 kernels
+@pytest.mark.parametrize("count, launches", [(8, [8 + 3, 1, 1]), (40, [1 + 2 + 2, 2, 2])])
+def test_adam_on_fake_cuda_with_few_or_many_parameters(fake_cuda, count, launches):
+    shapes = [SHAPES[i % len(SHAPES)] for i in range(count)]
+    start, grads = _adam_case(np.float32, shapes=shapes)
     want = _adam_run("cpu", start, grads, False, fake_cuda)
     got = _adam_run("cuda", start, grads, False, fake_cuda)
     _same_adam(got, want, np.float32)
-    assert got[2] == [3 * 8, 8, 8]                                 # one kernel per parameter (and its zeros)
+    # eight parameters are gathered one kernel each (once); forty take a launch per 32 gradients
+    assert got[2] == launches
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps_inside", [False, True])
+def test_joined_adam_body_compiled_as_c_equals_reference_bit_for_bit(cc, dtype, eps_inside):
+    t_type = "float" if dtype == np.float32 else "double"
+    rng = np.random.default_rng(2)
+    sizes = (5, 1, 7)
+    fn, kinds = elementwise(cc, optim_cuda.joined_params(len(sizes)), optim_cuda.joined_body(len(sizes), eps_inside),
+                            t_type, {"p"})
+    p, m = (rng.standard_normal(sum(sizes)).astype(dtype) for _ in range(2))
+    v = np.abs(rng.standard_normal(sum(sizes))).astype(dtype)
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    want_p, want_m, want_v = optim_reference.adam_update_joined(p, grads, m, v, 0.5, 0.999, 3e-4, 1e-8, 3, eps_inside)
+    out = np.empty_like(p)
+    scalars = optim_cuda._scalars(p, 0.5, 0.999, 3e-4, 1e-8, 3, eps_inside)
+    _call(fn, kinds, [p, *grads, *np.cumsum(sizes)[:-1], *scalars, out, m, v], p.size)
+    np.testing.assert_array_equal(out, want_p)
+    np.testing.assert_array_equal(m, want_m)
+    np.testing.assert_array_equal(v, want_v)
 
 
 def test_adam_on_fake_cuda_gathers_again_after_an_array_is_replaced(fake_cuda):
@@ -485,7 +508,7 @@ def test_adam_on_fake_cuda_gathers_again_after_an_array_is_replaced(fake_cuda):
     want = _adam_run("cpu", start, grads, False, fake_cuda, replace)
     got = _adam_run("cuda", start, grads, False, fake_cuda, replace)
     _same_adam(got, want, np.float32)
-    assert got[2] == [5, 2, 5]                       # the parameters and both moments gathered again
+    assert got[2] == [4, 1, 4]                       # the parameters and both moments gathered again
 
 
 @pytest.mark.parametrize("case", ["a parameter without a gradient", "weight decay"])
@@ -577,7 +600,8 @@ def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
 
     built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
              dropout_cuda._kernel(fake_cupy), *loss_cuda._elementwise(fake_cupy),
-             *(shape_cuda._kernel(fake_cupy, k) for k in range(2, shape_cuda.MOST + 1))]
+             *(shape_cuda._kernel(fake_cupy, k) for k in range(2, shape_cuda.MOST + 1)),
+             *(optim_cuda._joined_kernel(fake_cupy, k, e) for k in range(1, optim_cuda.MOST + 1) for e in (False, True))]
     names = {k.name for k in built} | {norm_cuda.FORWARD[0], norm_cuda.BACKWARD[0], loss_cuda.CROSS_ENTROPY[0],
                                        loss_cuda.BCE_WITH_LOGITS[0]}
     assert names <= set(fake_cupy.KERNELS), names - set(fake_cupy.KERNELS)

@@ -21,8 +21,9 @@ import numpy as np
 from numba import njit, prange
 
 from .checks import PARALLEL, check_arrays
+from .optim_reference import adam_update_joined
 
-__all__ = ["supports", "adam_update"]
+__all__ = ["supports", "adam_update", "adam_update_joined"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -42,10 +43,10 @@ def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
             out[i] = p[i] - step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
 
 
-def supports(p, g, m, v) -> bool:
-    """Whether :func:`adam_update` handles these arrays: C-contiguous NumPy arrays of one float dtype (float32
-    or float64) and one shape."""
-    arrays = (p, g, m, v)
+def supports(p, *others) -> bool:
+    """Whether :func:`adam_update` handles these arrays (a parameter, then its gradient and moments, or only
+    its moments): C-contiguous NumPy arrays of one float dtype (float32 or float64) and one shape."""
+    arrays = (p, *others)
     return all(isinstance(a, np.ndarray) and a.dtype == p.dtype and a.flags.c_contiguous and a.shape == p.shape
                for a in arrays) and p.dtype in DTYPES
 

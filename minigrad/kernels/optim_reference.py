@@ -16,7 +16,7 @@ import math
 
 from ..backend import array_module
 
-__all__ = ["supports", "adam_update"]
+__all__ = ["supports", "adam_update", "adam_update_joined"]
 
 
 def supports(*arrays) -> bool:
@@ -36,3 +36,10 @@ def adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt=False):
     else:
         denom = xp.sqrt(v) / dt(math.sqrt(1 - beta2 ** t)) + dt(eps)
     return p - dt(step_size) * m / denom, m, v
+
+
+def adam_update_joined(p, grads, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt=False):
+    """:func:`adam_update` of flat ``p``, ``m``, ``v`` whose gradient is ``grads``: arrays whose values, in C
+    order and one after the other, are the flat gradient (the GPU reads them where they are)."""
+    g = array_module(p).concatenate([a.reshape(-1) for a in grads])
+    return adam_update(p, g, m, v, beta1, beta2, lr, eps, t, eps_inside_sqrt)

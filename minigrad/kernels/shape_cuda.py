@@ -50,11 +50,14 @@ def join_params(k):
     return ", ".join(inputs), "T out"
 
 
-def join_body(k):
-    """The body for ``k`` arrays: the first range that holds ``i`` names the array to copy from."""
-    lines = ["if (i < o1) out = a0[i];"]
-    lines += [f"else if (i < o{j + 1}) out = a{j}[i - o{j}];" for j in range(1, k - 1)]
-    lines.append(f"else out = a{k - 1}[i - o{k - 1}];")
+def join_body(k, target="out", arrays="a"):
+    """The body for ``k`` arrays ``{arrays}0 ..`` and offsets ``o1 ..``: the first range that holds ``i`` names
+    the array whose value ``target`` takes (``optim_cuda.py`` reads Adam's gradients this way too)."""
+    if k == 1:
+        return f"{target} = {arrays}0[i];\n"
+    lines = [f"if (i < o1) {target} = {arrays}0[i];"]
+    lines += [f"else if (i < o{j + 1}) {target} = {arrays}{j}[i - o{j}];" for j in range(1, k - 1)]
+    lines.append(f"else {target} = {arrays}{k - 1}[i - o{k - 1}];")
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,8 @@ matters for finding bugs:
   printing, and a boolean-mask index (CuPy reads the number of selected elements back);
 * ``cupy.empty`` gives NaN-filled memory (a byte pattern for integers), so a kernel that leaves part of its
   output unwritten shows up;
+* the new results of elementwise operations, ufuncs and reductions are C-contiguous, as CuPy allocates them
+  (NumPy follows its inputs' memory order);
 * a ``RawKernel`` sees only pointers: its array arguments must be C-contiguous, its scalar arguments NumPy
   scalars of an explicit type (a Python int could be passed with the wrong width on a real GPU);
 * unlike CuPy, it keeps NumPy's ``writeable`` flag, so the engine's read-only upstream gradients are enforced
@@ -153,6 +155,14 @@ def _uninitialised(shape, dtype):
     return a
 
 
+def _result(a):
+    """A device array for a new result of an elementwise or reduction routine: C-contiguous, as CuPy allocates
+    those (NumPy would follow its inputs' memory order)."""
+    if isinstance(a, _np.generic):
+        a = _np.asarray(a)
+    return _wrap(a if a.flags.c_contiguous else _np.ascontiguousarray(a))
+
+
 def _wrap(a):
     if isinstance(a, _np.generic):
         a = _np.asarray(a)
@@ -202,7 +212,7 @@ def _binary(func, reflected=False):
             return NotImplemented
         with _np.errstate(all="ignore"):
             r = func(o, self._a) if reflected else func(self._a, o)
-        out = _wrap(r)
+        out = _result(r)
         _launch(func.__name__, out.size)
         return out
     return op
@@ -226,7 +236,7 @@ def _inplace(func):
 def _unary(func):
     def op(self):
         with _np.errstate(all="ignore"):
-            out = _wrap(func(self._a))
+            out = _result(func(self._a))
         _launch(func.__name__, out.size)
         return out
     return op
@@ -440,7 +450,7 @@ class ndarray:
             kwargs["out"] = out._a
         with _np.errstate(all="ignore"):
             r = getattr(self._a, name)(*args, **kwargs)
-        result = out if out is not None else _wrap(r)
+        result = out if out is not None else _result(r)
         _launch(name, _b.max(result.size, 1), 2 if name in ("var", "std") else 1)
         return result
 
@@ -509,7 +519,7 @@ class ufunc:
             kwargs["dtype"] = dtype
         with _np.errstate(all="ignore"):
             r = self._u(*a, **kwargs)
-        res = out if out is not None else _wrap(r)
+        res = out if out is not None else _result(r)
         _launch(self.__name__, res.size)
         return res
 
@@ -627,7 +637,7 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         return condition.nonzero()
     with _np.errstate(all="ignore"):
-        out = _wrap(_np.where(_value(condition), _value(x), _value(y)))
+        out = _result(_np.where(_value(condition), _value(x), _value(y)))
     _launch("where", out.size)
     return out
 
@@ -1349,3 +1359,8 @@ def _scatter_rows(*, g, lo, hi, out):
     values = _np.zeros(out.size, dtype=out.dtype)
     values[int(lo):int(hi)] = _np.asarray(g).reshape(-1)
     out[...] = values.reshape(out.shape)
+
+
+@kernel_equivalent("minigrad_linear")
+def _linear(*, x, w, b, k, n_out, y):
+    y[...] = _np.asarray(x).reshape(-1, int(k)) @ _np.asarray(w).reshape(int(n_out), int(k)).T + b

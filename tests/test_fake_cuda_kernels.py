@@ -596,12 +596,13 @@ def test_dropout_mask_on_fake_cuda_from_the_draws_in_one_kernel(fake_cuda):
 def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
     from minigrad.kernels import conv_cuda
 
-    from minigrad.kernels import loss_cuda, shape_cuda
+    from minigrad.kernels import loss_cuda, matmul_cuda, shape_cuda
 
     built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
              dropout_cuda._kernel(fake_cupy), *loss_cuda._elementwise(fake_cupy),
              *(shape_cuda._kernel(fake_cupy, k) for k in range(2, shape_cuda.MOST + 1)),
-             *(optim_cuda._joined_kernel(fake_cupy, k, e) for k in range(1, optim_cuda.MOST + 1) for e in (False, True))]
+             *(optim_cuda._joined_kernel(fake_cupy, k, e) for k in range(1, optim_cuda.MOST + 1) for e in (False, True)),
+             shape_cuda._rows_kernel(fake_cupy), matmul_cuda._kernel(fake_cupy)]
     names = {k.name for k in built} | {norm_cuda.FORWARD[0], norm_cuda.BACKWARD[0], loss_cuda.CROSS_ENTROPY[0],
                                        loss_cuda.BCE_WITH_LOGITS[0]}
     assert names <= set(fake_cupy.KERNELS), names - set(fake_cupy.KERNELS)

@@ -14,6 +14,7 @@ elementwise     ``elementwise_reference.py``  ``elementwise_cpu.py``     ``eleme
 optim           ``optim_reference.py``        ``optim_cpu.py``           ``optim_cuda.py``
 loss            ``loss_reference.py``         the reference              ``loss_cuda.py``
 shape           ``shape_reference.py``        the reference              ``shape_cuda.py``
+matmul          ``matmul_reference.py``       the reference              ``matmul_cuda.py``
 dropout         ``dropout_reference.py``      the reference              ``dropout_cuda.py``
 dropout_philox  ``dropout_reference.py``      ``dropout_philox_cpu.py``  the reference
 weight_norm     ``weight_norm_reference.py``  ``weight_norm_cpu.py``     the reference
@@ -59,6 +60,7 @@ FAMILIES = {
     "optim": ("optim_reference", ("optim_cpu", "optim_cuda")),
     "loss": ("loss_reference", ("loss_cuda",)),
     "shape": ("shape_reference", ("shape_cuda",)),
+    "matmul": ("matmul_reference", ("matmul_cuda",)),
     "dropout": ("dropout_reference", ("dropout_cuda",)),
     "dropout_philox": ("dropout_reference", ("dropout_philox_cpu",)),
     "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
@@ -75,6 +77,7 @@ INTERFACES = {
     "loss": ("supports", "shifted_logsumexp", "logsumexp", "log_softmax", "cross_entropy", "cross_entropy_backward",
              "bce_with_logits", "bce_with_logits_backward"),
     "shape": ("supports", "concatenate", "stack", "scatter"),
+    "matmul": ("supports", "linear"),
     "dropout": ("supports", "dropout_mask"),
     "dropout_philox": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),

@@ -1,9 +1,12 @@
 """Matrix products: ``a @ b`` (NumPy's matmul semantics, batched and broadcast) and ``F.linear`` (registry
-entries: ``minigrad/testing/entries_matmul.py``)."""
+entries: ``minigrad/testing/entries_matmul.py``). ``F.linear``'s forward pass is the ``matmul`` kernel family
+(the product and the bias as arrays on the CPU; a small layer in one kernel on the GPU,
+``kernels/matmul_cuda.py``)."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
 
@@ -82,10 +85,7 @@ class Linear(Function):
             got = ", ".join(f"{name} {a.dtype}" for name, a in zip(("input", "weight", "bias"), (x, weight, *bias)))
             raise TypeError(f"linear: input, weight and bias must have one dtype, got {got}")
         ctx.save_for_backward(x, weight)
-        y = x @ weight.T
-        if bias:
-            y += bias[0]
-        return y
+        return kernels.for_arrays("matmul", x, weight, *bias).linear(x, weight, bias[0] if bias else None)
 
     @staticmethod
     def backward(ctx, grad):

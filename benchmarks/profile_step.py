@@ -11,7 +11,7 @@ with :class:`StepProfiler` active, which, for the duration of the profile only, 
 
 * the ``forward`` and ``backward`` of every op (every :class:`minigrad.autograd.Function` subclass),
 * the convolution kernels (``im2col``, ``col2im``, ``to_channel_rows``, ``from_channel_rows``,
-  ``channel_sum`` of the kernel modules) and the dropout mask drawing,
+  ``channel_sum`` of the kernel modules),
 * ``Function.apply`` (the graph bookkeeping around each forward) and ``autograd.backward`` (the graph
   walk around each backward), and the optimizers' ``step``,
 * for ``--preset improved``: the Gaussian noise (``F.gaussian_noise``, and the normal draw inside it),
@@ -62,7 +62,7 @@ CATEGORY_OF_TAG = {"weight norm": "weight norm (recomputing w = g v / ||v||, for
 CATEGORY_OF_KERNEL = {
     "im2col": "unfold/fold (im2col, col2im)", "col2im": "unfold/fold (im2col, col2im)",
     "to_channel_rows": "layout copies, bias sums", "from_channel_rows": "layout copies, bias sums",
-    "channel_sum": "layout copies, bias sums", "dropout_mask": "dropout", "normal_noise": CATEGORY_OF_TAG["noise"],
+    "channel_sum": "layout copies, bias sums", "normal_noise": CATEGORY_OF_TAG["noise"],
 }
 CATEGORIES = ("GEMM", "unfold/fold (im2col, col2im)", "layout copies, bias sums", "batch norm", "dropout",
               CATEGORY_OF_TAG["noise"], CATEGORY_OF_TAG["weight norm"],
@@ -149,7 +149,6 @@ class StepProfiler:
     def __enter__(self):
         from minigrad import autograd, kernels, optim
         import minigrad.functional  # noqa: F401  (imports every op module, so every op class exists)
-        from minigrad.ops import dropout
 
         ops, todo = [], [autograd.Function]
         while todo:
@@ -172,8 +171,6 @@ class StepProfiler:
             for name in KERNEL_NAMES:
                 if name in module.__dict__:
                     self._patch(module, name, self._timed(("kernel", name), module.__dict__[name]))
-        if "dropout_mask" in dropout.__dict__:
-            self._patch(dropout, "dropout_mask", self._timed(("kernel", "dropout_mask"), dropout.dropout_mask))
         for cls in (optim.Adam, optim.SGD, optim.Optimizer):
             if "step" in cls.__dict__:
                 self._patch(cls, "step", self._timed(("optimizer", cls.__name__), cls.__dict__["step"]))

@@ -162,18 +162,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 def dropout(x, p=0.5, training=True):
     """Inverted dropout, as ``torch.nn.functional.dropout``: zero each value with probability ``p`` and scale
     the rest by 1 / (1 - p). Returns ``x`` itself in evaluation mode or when ``p == 0``; all zeros when
-    ``p == 1``. The decisions come from minigrad's seeded generators (``mg.manual_seed``): on the CPU its
-    counter-based Philox stream, decided and applied in one pass each way, no mask kept
-    (``minigrad/ops/dropout.py``); on the GPU a mask drawn from CuPy's generator."""
+    ``p == 1``. The decisions come from minigrad's seeded counter-based Philox stream (``mg.manual_seed``),
+    decided and applied in one pass each way and never kept as a mask (``minigrad/ops/dropout.py``); the CPU
+    and the GPU make the same decisions for the same seed."""
     _tensor(x, "dropout")
     p = _dropout.check_dropout_p("dropout", p, x)
     if not training or p == 0.0:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: input must be floating point, got {x.dtype} of shape {tuple(x.shape)}")
-    if x.device == "cpu":
-        return _dropout.philox_dropout(x, p)
-    return _dropout.Dropout.apply(x, mask=_dropout.dropout_mask(x.shape, p, x.dtype, x.device))
+    return _dropout.philox_dropout(x, p)
 
 
 def gaussian_noise(x, std, training=True):

@@ -11,7 +11,9 @@ noise) draws from here, so one ``manual_seed`` call makes a CPU run repeatable. 
   own, and each value depends on the key, the counter and its position alone, so it is the same however
   many threads draw it.
 
-The GPU has a CuPy ``RandomState``, which noise and dropout masks on the GPU also draw from.
+The GPU has a CuPy ``RandomState``, which ``randn``, ``rand`` and Gaussian noise on the GPU draw from.
+Dropout takes its decisions from the Philox stream on both devices (its key and counter are plain integers
+kept here, whatever the device), so a GPU run's dropout is saved and restored with the CPU state below.
 
 Saving and restoring the CPU state
 ----------------------------------

@@ -1181,9 +1181,10 @@ for _k in range(1, 33):
     KERNELS[f"minigrad_adam_eps_inside_joined{_k}"] = functools.partial(_adam_joined, True)
 
 
-@kernel_equivalent("minigrad_dropout_mask")
-def _dropout_mask(*, u, p, scale, mask):
-    mask[...] = _np.where(u >= p, scale, mask.dtype.type(0))
+@kernel_equivalent("minigrad_dropout_philox")
+def _dropout_philox(*, a, threshold, scale, key, counter, out):
+    from minigrad.kernels import dropout_reference
+    out[...] = dropout_reference.philox_dropout(a, int(threshold), scale, int(key), int(counter))
 
 
 def _per_channel(v, c):

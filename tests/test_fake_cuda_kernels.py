@@ -1,11 +1,11 @@
-"""The fused CUDA kernels (kernels/norm_cuda.py, optim_cuda.py, elementwise_cuda.py, dropout_cuda.py; the loss
+"""The fused CUDA kernels (kernels/norm_cuda.py, optim_cuda.py, elementwise_cuda.py, dropout_philox_cuda.py; the loss
 kernels of loss_cuda.py are in tests/test_fake_cuda_loss_kernels.py), checked three ways, as the convolution
 kernels are (tests/test_conv_kernels.py):
 
 1. **the kernel bodies compiled as C on the host**: the bodies are plain C, so they are compiled with the
    host's C compiler (threads of a block run one after the other between the barriers, the elementwise
    kernels loop over ``i``) and compared with the reference modules: bit for bit where the arithmetic is the
-   same (Adam, LeakyReLU, the dropout mask), to float64 rounding for batch norm's sums;
+   same (Adam, LeakyReLU, the Philox dropout), to float64 rounding for batch norm's sums;
 2. **the ops on the CuPy stand-in** (tests/fake_cupy.py, which runs NumPy equivalents of the kernels): the
    Python side of each kernel (argument order, scalar types, shapes, in-place updates) against the CPU path,
    and the launches each op costs;
@@ -24,15 +24,17 @@ import pytest
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import kernels, optim
-from minigrad.kernels import (dropout_cuda, dropout_reference, elementwise_cuda, elementwise_reference, norm_cuda,
-                              norm_reference, optim_cuda, optim_reference)
+from minigrad.kernels import (dropout_philox_cuda, dropout_reference, elementwise_cuda, elementwise_reference,
+                              norm_cuda, norm_reference, optim_cuda, optim_reference)
+from minigrad.ops import dropout
 
 import fake_cupy
 import fake_cupy as cp_fake
 from fake_cupy import fake_cuda  # noqa: F401  (fixture)
 
-C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
-CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "int": ctypes.c_int, "long long": ctypes.c_longlong}
+C_TYPE = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long", "uint64": "unsigned long long"}
+CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "int": ctypes.c_int, "long long": ctypes.c_longlong,
+          "unsigned long long": ctypes.c_ulonglong}
 
 
 # ----------------------------------------------------------------------------------- compiling C on the host
@@ -317,15 +319,20 @@ def test_tanh_and_abs_gradient_bodies_compiled_as_c_equal_reference(cc, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
-def test_dropout_mask_body_compiled_as_c_equals_reference(cc, dtype, p):
+@pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("key, counter", [(0, 0), (0x0123456789ABCDEF, 2**64 - 3), (7, 2**32 - 1)])
+def test_philox_dropout_body_compiled_as_c_equals_reference(cc, dtype, p, key, counter):
+    """The GPU kernel's body, compiled for the CPU, makes the reference's decisions bit for bit: the same
+    Philox blocks (the counter crossing 2**32 and wrapping at 2**64), the same words, the same products."""
     t_type = "float" if dtype == np.float32 else "double"
-    u = np.random.default_rng(4).random(200, dtype=np.float32)
-    u[:3] = [0.0, np.float32(p), np.nextafter(np.float32(p), np.float32(0))]
-    fn, kinds = elementwise(cc, ("float32 u, float32 p, T scale", "T mask"), dropout_cuda.MASK_BODY, t_type, {"u"})
-    mask = np.empty(u.shape, dtype=dtype)
-    _call(fn, kinds, [u, np.float32(p), np.dtype(dtype).type(1.0 / (1.0 - p)), mask], u.size)
-    np.testing.assert_array_equal(mask, dropout_reference.dropout_mask(u, p, dtype))
+    a = np.random.default_rng(4).standard_normal(203).astype(dtype)
+    a[:2] = [np.nan, np.inf]                                # a dropped NaN or inf stays NaN: a product with 0
+    fn, kinds = elementwise(cc, dropout_philox_cuda.PHILOX_DROPOUT_PARAMS, dropout_philox_cuda.PHILOX_DROPOUT_BODY,
+                            t_type, {"a"})
+    t, scale = dropout.keep_threshold(p), dropout.keep_scale(p)
+    out = np.empty_like(a)
+    _call(fn, kinds, [a, t, dtype(scale), key, counter, out], a.size)
+    np.testing.assert_array_equal(out, dropout_reference.philox_dropout(a, t, scale, key, counter))
 
 
 # -------------------------------------------------------------------------------- the ops on the stand-in
@@ -570,27 +577,37 @@ def test_sigmoid_on_fake_cuda_equals_cpu_in_one_launch(fake_cuda):
     assert out["cuda"][1] == 1
 
 
-def test_dropout_mask_on_fake_cuda_from_the_draws_in_one_kernel(fake_cuda):
+def test_philox_dropout_on_fake_cuda_in_one_kernel_each_way_with_the_cpus_decisions(fake_cuda):
     import fake_cupy as cp
 
-    u = cp.random.RandomState(3).random_sample((50, 40), dtype=np.float32)
+    x = np.random.default_rng(3).standard_normal((50, 40))
     for dtype in (np.float32, np.float64):
         for p in (0.0, 0.3, 0.999, 1.0):
+            stream = (dropout.keep_threshold(p), dropout.keep_scale(p), 99, 2**64 - 5)
             fake_cuda.reset()
-            mask = dropout_cuda.dropout_mask(u, p, dtype)
-            assert fake_cuda.launches == 1 and mask.dtype == dtype
-            np.testing.assert_array_equal(mask.get(), dropout_reference.dropout_mask(u.get(), p, dtype))
-    assert kernels.for_arrays("dropout", u) is dropout_cuda
-    assert kernels.for_arrays("dropout", u.get()) is dropout_reference
+            y = dropout_philox_cuda.philox_dropout(cp.asarray(x.astype(dtype)), *stream)
+            assert fake_cuda.launches == 1 and y.dtype == dtype
+            np.testing.assert_array_equal(y.get(), dropout_reference.philox_dropout(x.astype(dtype), *stream))
+    assert kernels.for_arrays("dropout", cp.asarray(x)) is dropout_philox_cuda
 
-    mg.manual_seed(11)
-    fake_cuda.reset()
-    y = F.dropout(mg.ones(64, 64, device="cuda"), 0.25)
-    assert fake_cuda.launches == 1 + 2 + 1 + 1        # ones, the draws (cuRAND + CuPy's fix-up), mask, x * mask
-    values = y.numpy()
-    assert set(np.unique(values)) == {0.0, np.float32(1 / 0.75)} and abs((values == 0).mean() - 0.25) < 0.05
-    mg.manual_seed(11)
-    np.testing.assert_array_equal(F.dropout(mg.ones(64, 64, device="cuda"), 0.25).numpy(), values)
+    # F.dropout: the same decisions on both devices for the same seed, one kernel each way (and ones())
+    values = {}
+    for device in ("cpu", "cuda"):
+        mg.manual_seed(11)
+        x = mg.ones(64, 64, device=device, requires_grad=True)
+        upstream = mg.ones(64, 64, device=device)
+        fake_cuda.reset()
+        y = F.dropout(x, 0.25)
+        forward = fake_cuda.launches
+        y.backward(upstream)
+        backward = fake_cuda.launches - forward
+        values[device] = (y.numpy(), x.grad.numpy())
+        if device == "cuda":
+            assert (forward, backward) == (1, 1)           # the dropout kernel each way, nothing else
+    np.testing.assert_array_equal(values["cuda"][0], values["cpu"][0])
+    np.testing.assert_array_equal(values["cuda"][1], values["cpu"][1])
+    kept = values["cpu"][0]
+    assert set(np.unique(kept)) == {0.0, np.float32(1 / 0.75)} and abs((kept == 0).mean() - 0.25) < 0.05
 
 
 def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
@@ -599,7 +616,7 @@ def test_every_cuda_kernel_has_a_numpy_equivalent_in_the_stand_in():
     from minigrad.kernels import loss_cuda, matmul_cuda, shape_cuda
 
     built = [*conv_cuda._kernels(fake_cupy), *elementwise_cuda._kernels(fake_cupy), *optim_cuda._kernels(fake_cupy),
-             dropout_cuda._kernel(fake_cupy), *loss_cuda._elementwise(fake_cupy),
+             dropout_philox_cuda._kernel(fake_cupy), *loss_cuda._elementwise(fake_cupy),
              *(shape_cuda._kernel(fake_cupy, k) for k in range(2, shape_cuda.MOST + 1)),
              *(optim_cuda._joined_kernel(fake_cupy, k, e) for k in range(1, optim_cuda.MOST + 1) for e in (False, True)),
              shape_cuda._rows_kernel(fake_cupy), matmul_cuda._kernel(fake_cupy)]
@@ -649,6 +666,7 @@ def test_cuda_adam_leaky_relu_and_dropout_kernels_equal_the_references():
             cp.asnumpy(elementwise_cuda.leaky_relu_backward(cp.broadcast_to(cp.asarray(gb[:1]), x.shape),
                                                             cp.asarray(x), 0.2)),
             elementwise_reference.leaky_relu_backward(gb, x, 0.2))
-        u = rng.random(5000, dtype=np.float32)
-        np.testing.assert_array_equal(cp.asnumpy(dropout_cuda.dropout_mask(cp.asarray(u), 0.3, dtype)),
-                                      dropout_reference.dropout_mask(u, 0.3, dtype))
+        a = rng.standard_normal(5000).astype(dtype)
+        stream = (dropout.keep_threshold(0.3), dropout.keep_scale(0.3), 12345, 2**40)
+        np.testing.assert_array_equal(cp.asnumpy(dropout_philox_cuda.philox_dropout(cp.asarray(a), *stream)),
+                                      dropout_reference.philox_dropout(a, *stream))

@@ -99,6 +99,7 @@ def _where(sites, top=25):
 
 def test_the_default_step_reaches_300_launches(data_dir, tmp_path, step_counts):
     assert train.main(_argv(data_dir, tmp_path / "run", "--device", "cuda", "--max-steps", "2")) == 0
+    print(_where(step_counts[-1][2]))      # the breakdown, shown with pytest -s
     assert step_counts[-1][0] <= 300, _where(step_counts[-1][2])
 
 

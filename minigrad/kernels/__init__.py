@@ -5,9 +5,9 @@ Kernels come in *families*, one per op family that has fast kernels. Every modul
 the same functions with the same arguments and results, and says whether it handles given arrays
 (``supports(*arrays)``):
 
-==============  ============================  =========================  ========================
+==============  ============================  =========================  ==========================
 family          reference (any array module)  fast, NumPy (numba)        fast, CuPy
-==============  ============================  =========================  ========================
+==============  ============================  =========================  ==========================
 conv            ``im2col.py``                 ``conv_cpu.py``            ``conv_cuda.py``
 norm            ``norm_reference.py``         ``norm_cpu.py``            ``norm_cuda.py``
 elementwise     ``elementwise_reference.py``  ``elementwise_cpu.py``     ``elementwise_cuda.py``
@@ -15,12 +15,11 @@ optim           ``optim_reference.py``        ``optim_cpu.py``           ``optim
 loss            ``loss_reference.py``         the reference              ``loss_cuda.py``
 shape           ``shape_reference.py``        the reference              ``shape_cuda.py``
 matmul          ``matmul_reference.py``       the reference              ``matmul_cuda.py``
-dropout         ``dropout_reference.py``      the reference              ``dropout_cuda.py``
-dropout_philox  ``dropout_reference.py``      ``dropout_philox_cpu.py``  the reference
+dropout         ``dropout_reference.py``      ``dropout_philox_cpu.py``  ``dropout_philox_cuda.py``
 weight_norm     ``weight_norm_reference.py``  ``weight_norm_cpu.py``     the reference
 noise           ``noise_reference.py``        ``noise_cpu.py``           the reference
 average         ``average_reference.py``      ``average_cpu.py``         the reference
-==============  ============================  =========================  ========================
+==============  ============================  =========================  ==========================
 
 An op asks for the module that handles its arrays, and calls it; there is no other way to reach a kernel::
 
@@ -61,8 +60,7 @@ FAMILIES = {
     "loss": ("loss_reference", ("loss_cuda",)),
     "shape": ("shape_reference", ("shape_cuda",)),
     "matmul": ("matmul_reference", ("matmul_cuda",)),
-    "dropout": ("dropout_reference", ("dropout_cuda",)),
-    "dropout_philox": ("dropout_reference", ("dropout_philox_cpu",)),
+    "dropout": ("dropout_reference", ("dropout_philox_cpu", "dropout_philox_cuda")),
     "weight_norm": ("weight_norm_reference", ("weight_norm_cpu",)),
     "noise": ("noise_reference", ("noise_cpu",)),
     "average": ("average_reference", ("average_cpu",)),
@@ -78,8 +76,7 @@ INTERFACES = {
              "bce_with_logits", "bce_with_logits_backward"),
     "shape": ("supports", "concatenate", "stack", "scatter"),
     "matmul": ("supports", "linear"),
-    "dropout": ("supports", "dropout_mask"),
-    "dropout_philox": ("supports", "blocks", "philox_dropout"),
+    "dropout": ("supports", "blocks", "philox_dropout"),
     "weight_norm": ("supports", "weight_norm", "weight_norm_backward"),
     "noise": ("supports", "blocks", "add_normal"),
     "average": ("supports", "average_update"),

@@ -1,11 +1,8 @@
-"""The reference dropout kernels, as array expressions for any array module (NumPy or CuPy, taken from the
-input). Two families share this module (``minigrad/kernels/__init__.py``):
-
-* ``dropout_philox``: dropout whose keep/drop decisions come from minigrad's counter-based Philox stream,
-  computed again from ``(key, counter)`` when needed, so no mask is ever stored. What ``F.dropout`` uses on
-  the CPU; ``dropout_philox_cpu.py`` (one numba pass) is tested against it.
-* ``dropout``: a dropout mask from uniform draws ``u``, what ``F.dropout`` uses on the GPU (the draws come
-  from CuPy's generator; ``dropout_cuda.py`` makes the mask in one kernel).
+"""The reference dropout kernel (family ``dropout``), as array expressions for any array module
+(NumPy or CuPy, taken from the input): dropout whose keep/drop decisions come from minigrad's counter-based
+Philox stream, computed again from ``(key, counter)`` when needed, so no mask is ever stored. What
+``F.dropout`` computes on both devices; ``dropout_philox_cpu.py`` (one numba pass) and
+``dropout_philox_cuda.py`` (one CUDA kernel) are tested against it.
 
 The Philox dropout stream
 -------------------------
@@ -44,7 +41,7 @@ import numpy as np
 from ..backend import array_module
 from .noise_reference import philox4x32
 
-__all__ = ["supports", "dropout_mask", "blocks", "keep_mask", "philox_dropout", "WORDS_PER_BLOCK"]
+__all__ = ["supports", "blocks", "keep_mask", "philox_dropout", "WORDS_PER_BLOCK"]
 
 #: 32-bit words per Philox block, one per value
 WORDS_PER_BLOCK = 4
@@ -55,7 +52,6 @@ def supports(*arrays) -> bool:
     return True
 
 
-# ------------------------------------------------------------------------------- family dropout_philox
 def blocks(n) -> int:
     """The Philox blocks a dropout of ``n`` values reads (what the generator's counter moves on by)."""
     return -(-int(n) // WORDS_PER_BLOCK)
@@ -80,14 +76,3 @@ def philox_dropout(a, threshold, scale, key, counter):
     kind = a.dtype.type
     keep = keep_mask(a.size, threshold, key, counter, xp).reshape(a.shape)
     return a * xp.where(keep, kind(scale), kind(0))
-
-
-# ------------------------------------------------------------------------------------- family dropout
-def dropout_mask(u, p, dtype):
-    """The mask of uniform draws ``u`` (float32) for drop probability ``p``: ``1 / (1 - p)`` where
-    ``u >= p``, else 0, a new array of ``u``'s shape in ``dtype`` (all zeros for ``p >= 1``)."""
-    if p >= 1.0:
-        return array_module(u).zeros(u.shape, dtype=dtype)
-    mask = (u >= np.float32(p)).astype(dtype)
-    mask *= np.dtype(dtype).type(1.0 / (1.0 - p))
-    return mask

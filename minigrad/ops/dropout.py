@@ -7,21 +7,18 @@ Inverted dropout: each value is kept with probability ``1 - p`` and scaled by ``
 expectation is unchanged and evaluation needs no rescaling. The result is ``x * m`` with ``m`` the scale
 where a value is kept and 0 where it is dropped, and the gradient is ``grad * m``: the same ``m``.
 
-On the CPU, :class:`PhiloxDropout` takes its decisions from minigrad's counter-based Philox stream
+:class:`PhiloxDropout` takes its decisions from minigrad's counter-based Philox stream
 (``minigrad/random.py``; the layout and the rule are in ``kernels/dropout_reference.py``): value ``i`` is
 kept when its 32-bit word is ``>= t``, with the threshold :func:`keep_threshold` ``t = round(p * 2**32)``
 (so the keep probability is exactly ``1 - t / 2**32``). :func:`philox_dropout`, what ``F.dropout`` calls,
 reserves ``ceil(n / 4)`` blocks of the stream and applies the op at their ``(key, counter)``; the op keeps
 only those two numbers, the threshold and the scale for its backward, which computes the same decisions
-again from them (one pass of the ``dropout_philox`` kernels each way, no mask array in memory). Being a
-function of its input and options, the op is gradient-checked like any other.
+again from them (one pass of the ``dropout`` kernels each way, no mask array in memory: a numba
+pass on the CPU, one CUDA kernel on the GPU, so both devices make the same decisions for the same seed).
+Being a function of its input and options, the op is gradient-checked like any other.
 
-On the GPU, ``F.dropout`` draws uniforms from CuPy's generator, makes a mask of them with
-:func:`dropout_mask` (one kernel, ``kernels/dropout_cuda.py``) and applies :class:`Dropout`, which takes
-its mask as an option (so a gradient check can also hold a mask fixed) and keeps it for the backward.
-The two devices therefore draw different masks for the same seed. (:class:`PhiloxDropout` itself runs on
-CuPy arrays too, as the reference's array expressions, which give the CPU's decisions but cost about a
-hundred kernel launches each way; a one-kernel CUDA version is not written yet.)
+:class:`Dropout` is the same product with a mask given as an option (``x * mask``, gradient
+``grad * mask``): the form a gradient check with a fixed mask, or a user with a mask of their own, uses.
 
 Gaussian noise
 --------------
@@ -71,11 +68,11 @@ class PhiloxDropout(Function):
             raise TypeError(f"philox_dropout: input must be floating point, got {x.dtype} of shape "
                             f"{tuple(x.shape)}")
         ctx.stream = (keep_threshold(p), keep_scale(p), _check_word("key", key), _check_word("counter", counter))
-        return kernels.for_arrays("dropout_philox", x).philox_dropout(x, *ctx.stream)
+        return kernels.for_arrays("dropout", x).philox_dropout(x, *ctx.stream)
 
     @staticmethod
     def backward(ctx, grad):
-        return kernels.for_arrays("dropout_philox", grad).philox_dropout(grad, *ctx.stream)
+        return kernels.for_arrays("dropout", grad).philox_dropout(grad, *ctx.stream)
 
 
 def _check_word(name, value):
@@ -88,27 +85,9 @@ def _check_word(name, value):
 def philox_dropout(x, p):
     """Dropout of a Tensor ``x`` with probability ``p``, a fresh draw from minigrad's Philox stream (its
     counter moves on past the blocks used)."""
-    blocks = kernels.for_arrays("dropout_philox", x.data).blocks(x.numel())
+    blocks = kernels.for_arrays("dropout", x.data).blocks(x.numel())
     key, counter = random.noise_stream(blocks)
     return PhiloxDropout.apply(x, p=p, key=key, counter=counter)
-
-
-def dropout_mask(shape, p, dtype, device):
-    """A dropout mask: 0 with probability ``p``, else ``1 / (1 - p)``, drawn from minigrad's generator for
-    ``device`` (what ``F.dropout`` uses on the GPU; on the CPU it draws from NumPy's Generator).
-
-    A value is kept when its uniform draw ``u`` in [0, 1) satisfies ``u >= p``. The draws are float32
-    (``Generator.random(dtype=float32)`` on the CPU: half the work of float64, and a resolution of 2**-24
-    is far finer than any useful ``p``); the same seed gives the same mask. Turning the draws into the mask
-    is the ``dropout`` kernel family (``kernels/dropout_reference.py``; one kernel on the GPU,
-    ``kernels/dropout_cuda.py``).
-    """
-    gen = random.generator(device)
-    if device == "cpu":
-        u = gen.random(shape, dtype=np.float32)
-    else:
-        u = gen.random_sample(shape, dtype=np.float32)
-    return kernels.for_arrays("dropout", u).dropout_mask(u, p, dtype)
 
 
 def check_dropout_p(op, p, x=None):

@@ -79,6 +79,7 @@ def test_every_preset_trains_on_the_gpu_reading_once_per_step(data_dir, tmp_path
     for launches, reads, _ in step_counts:
         assert len(reads) == 1 and "read_once" in reads[0], reads      # the one read of ssgan/steps.py
         assert launches > 0
+    print(f"{preset}: {step_counts[-1][0]} launches in its last step")   # shown with pytest -s
 
 
 def test_the_default_step_stays_within_its_launch_budget(data_dir, tmp_path, step_counts):

@@ -26,11 +26,11 @@ Measured on a busy 2-core machine, one thread (numba 0.68, NumPy 2.4), the best 
 earlier CPU path (float32 uniforms from NumPy's ``Generator.random``, a mask of them, ``x * mask`` and
 ``grad * mask``)::
 
-    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m minigrad.kernels.dropout_philox_cpu
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m benchmarks.dropout
 
 * a (128, 64, 16, 16) float32 activation, p = 0.5, forward and backward: 13.9-14.1 ms with the mask,
   3.7-3.9 ms fused (two runs);
-* the 9 dropouts of one training step of ssgan's default model (:data:`SEED_STEP`, 10.5 M values, a
+* the 9 dropouts of one training step of ssgan's default model (``benchmarks/dropout.py``'s ``SEED_STEP``, 10.5 M values, a
   backward for 7 of them, every result kept alive as in a step): 45.7-49.6 ms with the mask, 32.0-32.4 ms
   fused. Much of that is writing fresh memory (the results do not fit in the caches): one array at a time,
   the fused pass took 0.6 ns per value on 0.8 M values and 0.8-1.3 ns on 2-8 M.
@@ -128,57 +128,3 @@ def philox_dropout(a, threshold, scale, key, counter):
     _dropout(src.reshape(-1), np.uint64(threshold), src.dtype.type(scale), np.uint64(int(counter) % 2**64), k0, k1,
              out.reshape(-1))
     return out
-
-
-# ------------------------------------------------------------------------------------------- timing
-#: the dropouts of one training step of ssgan's default (seed) model, batch 128: (shape, p, has a backward)
-SEED_STEP = [((256, 3, 32, 32), 0.2, False), ((256, 64, 16, 16), 0.5, True), ((256, 64, 4, 4), 0.5, True),
-             ((128, 3, 32, 32), 0.2, False), ((128, 64, 16, 16), 0.5, True), ((128, 64, 4, 4), 0.5, True),
-             ((128, 3, 32, 32), 0.2, True), ((128, 64, 16, 16), 0.5, True), ((128, 64, 4, 4), 0.5, True)]
-
-
-def _best_ms(fn, repeats=7):
-    import time
-
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
-
-
-def _mask_path(x, g, p, backward):
-    """The earlier CPU path: float32 uniforms from NumPy's Generator, a mask of them, two products."""
-    u = np.random.default_rng(0).random(x.shape, dtype=np.float32)
-    mask = (u >= np.float32(p)).astype(x.dtype)
-    mask *= x.dtype.type(1.0 / (1.0 - p))
-    y = x * mask
-    return (y, g * mask) if backward else y
-
-
-def _fused_path(x, g, p, backward):
-    t, scale = min(max(round(p * 2**32), 0), 2**32), 1.0 / (1.0 - p)
-    y = philox_dropout(x, t, scale, 1, 0)
-    return (y, philox_dropout(g, t, scale, 1, 0)) if backward else y
-
-
-def _measure():
-    """Print the best of 7 times of both paths (forward, and backward where the step has one)."""
-    rng = np.random.default_rng(0)
-    cases = [("(128, 64, 16, 16) float32, p = 0.5", [((128, 64, 16, 16), 0.5, True)]),
-             ("ssgan's default step (9 dropouts)", SEED_STEP)]
-    for title, shapes in cases:
-        arrays = [(rng.standard_normal(s, dtype=np.float32), rng.standard_normal(s, dtype=np.float32), p, b)
-                  for s, p, b in shapes]
-        row = []
-        for path in (_mask_path, _fused_path):
-            path(*arrays[0])                                 # compile (or load from the cache) first
-            row.append(_best_ms(lambda: [path(*a) for a in arrays]))
-        values = sum(x.size for x, _, _, _ in arrays)
-        print(f"{title}: {values / 1e6:.1f} M values, mask path {row[0]:.1f} ms, fused {row[1]:.1f} ms "
-              f"({row[0] / row[1]:.1f}x)")
-
-
-if __name__ == "__main__":
-    _measure()

@@ -298,3 +298,45 @@ def test_profiler_charges_noise_weight_norm_and_the_average(improved_trainer):
     rows = {r[0]: float(r[1]) for r in category_table(1.0, prof, steps=1)}
     assert all(rows[c] > 0 for c in ("GEMM", "parameter average", "optimizer")
                ) and any("weight norm" in c and v > 0 for c, v in rows.items())
+
+
+# ------------------------------------------------------------------ benchmarks.products: the products alone
+def test_recorded_products_are_the_counted_flops_of_the_improved_step(improved_trainer):
+    from benchmarks.products import recording_products
+
+    pairs = batches(improved_trainer)
+    with recording_products() as specs:
+        improved_trainer.step(*next(pairs))
+    assert sum(2 * m * k * n for m, k, n, _, _ in specs) == sum(improved_mnist_flops(100)) == 3_760_300_000
+    # the forward products read the weight transposed; the weight gradients read the upstream gradient so
+    assert (100, 784, 1000, False, True) in specs and (300, 784, 1000, False, True) in specs
+    assert (1000, 300, 784, True, False) in specs      # dW of the first layer: G^T (1000 x 300) x (300 x 784)
+    with recording_products() as after:
+        pass
+    assert after == []                                  # the ops are restored: nothing more is recorded
+
+
+def test_recorded_products_are_the_products_the_ops_compute():
+    from benchmarks.products import operands, recording_products
+
+    rng = np.random.default_rng(3)
+    x = mg.tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    w = mg.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    m = mg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    with recording_products() as specs:
+        y = F.linear(x, w) @ m
+        y.backward(mg.tensor(rng.standard_normal((5, 2))))
+    assert sorted(specs) == sorted([(5, 4, 3, False, True), (5, 3, 2, False, False),          # forward
+                                    (5, 2, 3, False, True), (3, 5, 2, True, False),           # matmul backward
+                                    (5, 3, 4, False, False), (3, 5, 4, True, False)])         # linear backward
+    made = operands(specs, lambda shape: np.ones(shape, np.float32))
+    for (mm, k, n, ta, tb), (a, b) in zip(specs, made):
+        assert (a @ b).shape == (mm, n) and a.shape == (mm, k) and a.flags.c_contiguous != ta
+        assert b.flags.c_contiguous != tb
+
+
+def test_recording_refuses_batched_products():
+    from benchmarks.products import recording_products
+
+    with recording_products(), pytest.raises(ValueError, match="only 2-D products"):
+        mg.ones(2, 3, 4) @ mg.ones(4, 5)

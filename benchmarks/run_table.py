@@ -13,6 +13,7 @@ import json
 import sys
 
 COLUMNS = (("test_acc", "test acc (raw)", "pct"), ("test_acc_ema", "test acc (averaged)", "pct"),
+           ("test_acc_recal", "raw, recalibrated", "pct"), ("test_acc_ema_recal", "averaged, recalibrated", "pct"),
            ("train_acc", "labeled train acc", "pct"), ("d_loss_class", "class loss", "f4"),
            ("d_loss_real", "unlabeled loss", "f4"), ("d_loss_fake", "fake loss", "f4"), ("g_loss", "g loss", "f3"),
            ("seconds", "s/epoch", "f0"))
@@ -32,7 +33,7 @@ def table(records, every=1) -> str:
              "|---:|" + "---:|" * len(used)]
     lines += [f"| {r['epoch']} | " + " | ".join(_fmt(r.get(c[0]), c[2]) for c in used) + " |" for r in shown]
     notes = []
-    for key, name, _ in used[:2]:
+    for key, name, _ in [c for c in used if c[0].startswith("test_acc")]:
         vals = [(r[key], r["epoch"]) for r in records if r.get(key) is not None]
         if vals:
             best = max(vals)

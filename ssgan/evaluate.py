@@ -77,14 +77,51 @@ def format_report(matrix: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+# The test accuracies logged after each epoch, in the order they are printed (None where the run has none).
+ACCURACY_KEYS = ("test_acc", "test_acc_ema", "test_acc_recal", "test_acc_ema_recal")
+
+
+def recalibrates(config: dict) -> bool:
+    """Whether the run's discriminator has batch norm with running statistics fitted with dropout on (the
+    default preset), so that :func:`ssgan.models.recalibrated` gives it statistics fit for evaluation."""
+    return config.get("preset") == "default"
+
+
+def epoch_accuracies(models: dict, config: dict, train, test, labeled, batch_size: int) -> dict:
+    """The accuracies of the end of an epoch: ``train_acc`` on the labeled training examples, ``test_acc``
+    on the test set (both with the discriminator as it is), ``test_acc_ema`` with the averaged weights
+    where the run keeps an average, and, for the default preset, ``test_acc_recal`` / ``test_acc_ema_recal``:
+    the same weights with batch-norm statistics recomputed on training images without dropout
+    (:func:`ssgan.models.recalibrated`)."""
+    from .models import calibration_indices, recalibrated
+
+    device = config["device"]
+    acc = lambda model, images, labels: float(np.mean(predict(model, images, batch_size, device) == labels))  # noqa: E731
+    out = {"train_acc": acc(models["D"], train.images[labeled], train.labels[labeled]),
+           "test_acc": acc(models["D"], test.images, test.labels), "test_acc_ema": None}
+    if "D_ema" in models:
+        out["test_acc_ema"] = acc(models["D_ema"].module, test.images, test.labels)
+    if recalibrates(config):
+        calibration = train.images[calibration_indices(len(train), config["seed"])]
+        for key, model in (("test_acc_recal", models["D"]),
+                           ("test_acc_ema_recal", models["D_ema"].module if "D_ema" in models else None)):
+            if model is not None:
+                out[key] = acc(recalibrated(model, calibration, batch_size, device), test.images, test.labels)
+    return out
+
+
 def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500,
-                        weights: str = "auto") -> dict:
+                        weights: str = "auto", bn_stats: str = "auto") -> dict:
     """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set.
 
     ``weights``: ``"auto"`` uses the averaged weights when the checkpoint has them (``--preset improved``)
-    and the raw ones otherwise; ``"raw"`` / ``"averaged"`` choose. The result says which were used.
+    and the raw ones otherwise; ``"raw"`` / ``"averaged"`` choose. ``bn_stats``: ``"auto"`` evaluates the
+    default preset with batch-norm statistics recomputed on the run's calibration images without dropout
+    (the training log's ``test_acc_recal``) and every other preset as saved; ``"running"`` uses the saved
+    running statistics (the log's ``test_acc``); ``"recalibrated"`` asks for the first. The result says
+    which weights and which statistics were used.
     """
-    from .models import build_models
+    from .models import build_models, calibration_indices, recalibrated
 
     arrays, meta = ckpt.load_npz(path)
     config = meta.get("config")
@@ -112,15 +149,27 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
     if weights == "averaged" and not has_average:
         raise ckpt.CheckpointError(f"checkpoint {path} holds no averaged weights (only --preset improved keeps "
                                    "them); use --weights raw")
+    if bn_stats not in ("auto", "running", "recalibrated"):
+        raise ValueError(f"bn_stats must be auto, running or recalibrated, got {bn_stats!r}")
+    if bn_stats == "recalibrated" and not recalibrates(config):
+        raise ckpt.CheckpointError(f"checkpoint {path} (preset {config['preset']}): its discriminator has no batch-norm "
+                                   "running statistics to recompute (only the default preset's has); use --bn-stats running")
     use_average = has_average and weights != "raw"
     model = models["D_ema"].module if use_average else models["D"]
     model.to(device)
     if notebook:
         batch_size = config["batch_size"]  # batch statistics at test time: evaluate in training-size batches
+    recalibrate = recalibrates(config) and bn_stats != "running"
+    if recalibrate:
+        train = data.load_dataset(config["dataset"], "train", data_dir if data_dir is not None
+                                  else config.get("data_dir"), remap_ten=True, layout=layout)
+        model = recalibrated(model, train.images[calibration_indices(len(train), config["seed"])], batch_size,
+                             device)
     preds = predict(model, test.images, batch_size, device)
     matrix = confusion_matrix(test.labels, preds, info.num_classes)
     return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),
             "weights": "averaged" if use_average else "raw",
+            "bn_stats": "recalibrated" if recalibrate else ("per batch" if notebook else "running"),
             "epoch": meta.get("epoch"), "step": meta.get("step"), "test_images": len(test),
             "test_acc": float(np.mean(preds == test.labels)),
             "per_class_acc": [None if np.isnan(a) else float(a) for a in per_class_accuracy(matrix)],
@@ -141,6 +190,11 @@ def main(argv=None) -> int:
     p.add_argument("--weights", choices=("auto", "raw", "averaged"), default="auto",
                    help="auto (default): the averaged weights when the checkpoint has them (--preset improved), "
                         "else the raw ones")
+    p.add_argument("--bn-stats", choices=("auto", "running", "recalibrated"), default="auto",
+                   help="batch-norm statistics of the default preset's discriminator: recalibrated (recomputed on "
+                        "10 000 training images without dropout, the log's test_acc_recal) or running (as saved, "
+                        "fitted with dropout on; the log's test_acc). auto (default): recalibrated where the "
+                        "preset has batch norm with running statistics (default), else as saved")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)
     if args.batch_size < 1:
@@ -149,7 +203,8 @@ def main(argv=None) -> int:
         ok, reason = backend.cuda_status() if args.device == "cuda" else (True, "")
         if not ok:
             raise ckpt.CheckpointError(f"--device cuda: {reason}")
-        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size, args.weights)
+        result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device, args.batch_size, args.weights,
+                                     args.bn_stats)
     except (ckpt.CheckpointError, data.DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -161,7 +216,7 @@ def main(argv=None) -> int:
     print(f"checkpoint {result['checkpoint']} ({result['dataset']}, preset {result['preset']}, "
           f"{epoch} epochs done, step {result['step']})")
     print(f"test accuracy: {result['test_acc']:.4f} on {result['test_images']} images "
-          f"({result['weights']} weights)")
+          f"({result['weights']} weights; batch-norm statistics: {result['bn_stats']})")
     if result["preset"] == "notebook" and m.shape[0] > m.shape[1]:
         print("(notebook preset: SVHN label 10, the digit 0, was kept as in the notebook and never matches a class)")
     print("confusion matrix (rows: true class, columns: predicted class):")

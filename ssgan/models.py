@@ -45,6 +45,8 @@ Choices made here where the design is silent
 """
 from __future__ import annotations
 
+import numpy as np
+
 import minigrad.functional as F
 from minigrad import nn
 
@@ -124,10 +126,9 @@ class Discriminator(nn.Module):
         if self.notebook or (self.training and not real):
             # the batch's own statistics; the running ones are neither used nor updated
             return F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, momentum=bn.momentum, eps=bn.eps)
-        if self.training:
-            bn.num_batches_tracked.data += 1  # as nn.BatchNorm2d counts the batches it averaged in
-        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=self.training,
-                            momentum=bn.momentum, eps=bn.eps)
+        # real images in training mode (batch statistics, running ones updated), or evaluation mode (running
+        # statistics): the layer itself, which also counts the batch and honours momentum=None
+        return bn(x)
 
     def _dropout(self, x, p):
         return F.dropout(x, p, training=True) if self.training and p > 0 else x
@@ -153,6 +154,62 @@ class Discriminator(nn.Module):
         return (f"in_channels={self.in_channels}, width={self.width}, num_classes={self.num_classes}, "
                 f"drop_rate={self.drop_rate}, notebook={self.notebook}"
                 + (f", input_noise={self.input_noise}" if self.input_noise else ""))
+
+
+# --------------------------------------------------------------------- batch-norm statistics for evaluation
+CALIBRATION_IMAGES = 10_000   # training images the evaluation statistics are computed on (or all, if fewer)
+
+
+def calibration_indices(num_train: int, seed: int) -> np.ndarray:
+    """The training images (sorted indices) whose statistics :func:`recalibrated` computes: a fixed subset
+    of :data:`CALIBRATION_IMAGES`, drawn from ``seed`` by a generator of its own (the run's random state is
+    not touched, so training is the same with or without evaluation)."""
+    n = min(CALIBRATION_IMAGES, num_train)
+    return np.sort(np.random.default_rng([seed, 0xB17]).choice(num_train, n, replace=False))
+
+
+def recalibrated(D: "Discriminator", images: np.ndarray, batch_size: int = 500, device: str = "cpu"):
+    """A copy of the discriminator ``D``, in evaluation mode, whose batch-norm running statistics are
+    recomputed on ``images`` with dropout and input noise *off*; ``D`` itself is left as it was.
+
+    Why: the discriminator's dropout sits in front of batch norm (after conv1 and conv3, and on the input).
+    In training, each batch norm normalises activations computed from dropped-out inputs, and its running
+    statistics average those; in evaluation dropout is off, the activations have another variance, and the
+    running statistics no longer fit them (the "variance shift" of Li et al., 2019, *Understanding the
+    Disharmony between Dropout and Batch Normalization*). The gap grows as the weights grow: on MNIST with
+    100 labels the same weights classify the test set several points better with statistics computed
+    without dropout (``benchmarks/RESULTS.md``, "Why the default run decays"). The averaged discriminator
+    (``--ema-rate``) needs this too: its buffers are the raw model's statistics, which do not fit the
+    averaged weights.
+
+    The statistics are those of PyTorch's ``torch.optim.swa_utils.update_bn`` (each batch norm's running
+    mean and variance reset, then the cumulative average over the batches, momentum ``None``), computed in
+    training mode on real images (``real=True``) in batches of ``batch_size``; only dropout and noise are
+    turned off. The preset ``notebook`` (batch statistics always) and models without batch norm get an
+    unchanged copy.
+    """
+    import copy
+
+    import minigrad as mg
+
+    model = copy.deepcopy(D)
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if getattr(model, "notebook", False) or not layers:
+        return model.eval()
+    momenta = [bn.momentum for bn in layers]
+    stochastic = model.drop_rate, model.input_noise
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.drop_rate, model.input_noise = 0.0, 0.0
+    model.train()
+    with mg.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(mg.tensor(images[start:start + batch_size], device=device), real=True)
+    for bn, momentum in zip(layers, momenta):
+        bn.momentum = momentum
+    model.drop_rate, model.input_noise = stochastic
+    return model.eval()
 
 
 # ------------------------------------------------------------------------------------ one builder for all

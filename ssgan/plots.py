@@ -67,6 +67,8 @@ def save_samples(G, z: np.ndarray, device: str, folder, name: str) -> None:
 # ----------------------------------------------------------------------------------------- learning curves
 LOSS_KEYS = ("d_loss", "d_loss_class", "d_loss_real", "d_loss_fake", "g_loss")
 ACCURACY_KEYS = (("test_acc", "test (raw weights)"), ("test_acc_ema", "test (averaged weights)"),
+                 ("test_acc_recal", "test (raw, batch-norm statistics without dropout)"),
+                 ("test_acc_ema_recal", "test (averaged, batch-norm statistics without dropout)"),
                  ("train_acc", "labeled training images"))
 
 

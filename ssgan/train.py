@@ -36,7 +36,7 @@ from minigrad import backend, optim
 
 from . import checkpoint as ckpt
 from . import data, download, files, losses, metrics, plots, settings, steps
-from .evaluate import predict
+from .evaluate import ACCURACY_KEYS, epoch_accuracies
 from .models import build_models
 from .signals import StopRequests
 
@@ -235,11 +235,7 @@ def end_of_period(run: Run, complete: bool, log) -> dict:
     """Evaluate, append the metrics line, draw the samples and the curves."""
     c, s, models, t0 = run.config, run.state, run.models, time.perf_counter()
     bs = c["batch_size"] if c["preset"] == "notebook" else EVAL_BATCH_SIZE   # notebook: batch statistics
-    accuracy = lambda m, ds, idx=slice(None): float(np.mean(  # noqa: E731
-        predict(m, ds.images[idx], bs, c["device"]) == ds.labels[idx]))
-    train_acc = accuracy(models["D"], run.train, run.labeled)
-    test_acc = accuracy(models["D"], run.test)
-    test_acc_ema = accuracy(models["D_ema"].module, run.test) if "D_ema" in models else None
+    acc = epoch_accuracies(models, c, run.train, run.test, run.labeled, bs)
     sums, semi = s.sums, "G" in models
     record = {
         "epoch": s.epoch + 1, "step": s.step, "epoch_complete": complete, "steps_per_epoch": run.steps_per_epoch,
@@ -247,9 +243,9 @@ def end_of_period(run: Run, complete: bool, log) -> dict:
         "d_loss_real": sums.mean("d_loss_real") if semi else None,
         "d_loss_fake": sums.mean("d_loss_fake") if semi else None,
         "g_loss": sums.mean("g_loss") if semi else None,
-        "train_acc": train_acc,
+        "train_acc": acc.pop("train_acc"),
         "train_batch_acc": sums.train_batch_correct / sums.train_batch_seen if sums.train_batch_seen else None,
-        "test_acc": test_acc, "test_acc_ema": test_acc_ema,
+        **acc,
         "seconds": sums.seconds, "eval_seconds": time.perf_counter() - t0,
         "images_per_s": sums.steps * c["batch_size"] / sums.seconds if sums.seconds > 0 else None}
     metrics.append_record(run.paths["metrics"], record)
@@ -262,9 +258,7 @@ def end_of_period(run: Run, complete: bool, log) -> dict:
              f"d_loss {record['d_loss']:.4f}" if record["d_loss"] is not None else "d_loss -"]
     if record["g_loss"] is not None:
         parts.append(f"g_loss {record['g_loss']:.4f}")
-    parts += [f"train_acc {train_acc:.4f}", f"test_acc {test_acc:.4f}"]
-    if test_acc_ema is not None:
-        parts.append(f"test_acc_ema {test_acc_ema:.4f}")
+    parts += [f"{k} {record[k]:.4f}" for k in ("train_acc",) + ACCURACY_KEYS if record.get(k) is not None]
     parts.append(f"{record['seconds']:.1f} s")
     log("  ".join(parts))
     return record

@@ -209,8 +209,17 @@ def test_evaluate_reports_accuracy_per_class_and_confusion(data_dir, reference_r
     m = np.array(result["confusion_matrix"])
     assert m.shape == (10, 10) and m.sum() == 50 == result["test_images"]
     assert result["test_acc"] == pytest.approx(np.trace(m) / 50)
-    assert result["test_acc"] == pytest.approx(_metrics(reference_run)[-1]["test_acc"])
+    # the default preset is evaluated with batch-norm statistics recomputed without dropout: the log's
+    # test_acc_recal; --bn-stats running gives the log's test_acc (the statistics kept in training)
+    assert result["bn_stats"] == "recalibrated" and result["weights"] == "raw"
+    assert result["test_acc"] == pytest.approx(_metrics(reference_run)[-1]["test_acc_recal"])
     assert f"test accuracy: {result['test_acc']:.4f}" in printed and "true\\pred" in printed
+    assert "batch-norm statistics: recalibrated" in printed
+    assert evaluate.main(["--checkpoint", str(reference_run / "checkpoint.npz"), "--data-dir", str(data_dir),
+                          "--bn-stats", "running", "--json", str(report)]) == 0
+    running = json.loads(report.read_text())
+    assert running["bn_stats"] == "running"
+    assert running["test_acc"] == pytest.approx(_metrics(reference_run)[-1]["test_acc"])
 
 
 def test_help_explains_every_flag():

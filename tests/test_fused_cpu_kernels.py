@@ -135,3 +135,68 @@ def test_adam_supports():
     assert not optim_cpu.supports(a, a.astype(np.float64), a, a)         # mixed dtypes
     f16 = a.astype(np.float16)
     assert not optim_cpu.supports(f16, f16, f16, f16)
+
+
+# ------------------------------------------------ sigmoid, ReLU and softplus: one numba loop each way
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, 40.0, -40.0, 100.0, -100.0]
+
+
+def _inputs(dtype, seed=3):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((7, 9)) * 4).astype(dtype)
+    x.flat[:len(SPECIAL)] = SPECIAL
+    return x, rng.standard_normal(x.shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_fast_equals_reference_bit_for_bit(dtype):
+    from minigrad.kernels import elementwise_reference as ref
+
+    x, g = _inputs(dtype)
+    y = elementwise_cpu.relu(x)
+    np.testing.assert_array_equal(y, ref.relu(x))
+    np.testing.assert_array_equal(elementwise_cpu.relu_backward(g, y), ref.relu_backward(g, y))
+    assert y.dtype == dtype and np.isnan(y.flat[4])                   # NaN stays NaN
+    dx = elementwise_cpu.relu_backward(g, y)
+    assert dx.flat[0] == 0 and dx.flat[4] == 0 and dx.flat[2] == g.flat[2]   # 0 at 0 and at NaN; g where y > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_softplus_fast_equal_reference_to_rounding(dtype):
+    from minigrad.kernels import elementwise_reference as ref
+
+    x, g = _inputs(dtype)
+    tol = dict(rtol=4e-7 if dtype == np.float32 else 1e-15, atol=0)
+    with np.errstate(over="ignore"):
+        for fast, want in ((elementwise_cpu.sigmoid(x), ref.sigmoid(x)), (elementwise_cpu.softplus(x), ref.softplus(x)),
+                           (elementwise_cpu.softplus_backward(g, x), ref.softplus_backward(g, x))):
+            assert fast.dtype == dtype and fast.shape == x.shape
+            np.testing.assert_allclose(fast, want, **tol)             # NaN where the reference has NaN
+    sp = elementwise_cpu.softplus(x)
+    assert sp.flat[2] == np.inf and sp.flat[3] == 0 and 0 <= sp.flat[9] < 1e-40 and np.isnan(sp.flat[4])
+    np.testing.assert_allclose(sp.flat[0], np.log(2), rtol=1e-6)
+
+
+def test_sigmoid_relu_softplus_values_by_hand_and_non_contiguous():
+    x = np.array([[-2.0, 0.0, 3.0], [1.0, -1.0, 0.5]], dtype=np.float64).T      # a transposed view
+    np.testing.assert_allclose(elementwise_cpu.sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-15)
+    np.testing.assert_allclose(elementwise_cpu.softplus(x), np.log1p(np.exp(x)), rtol=1e-15)
+    np.testing.assert_array_equal(elementwise_cpu.relu(x), np.maximum(x, 0))
+    with pytest.raises(ValueError, match="softplus_backward: argument grad has shape"):
+        elementwise_cpu.softplus_backward(np.ones((2, 3)), x)
+
+
+def test_relu_and_softplus_ops_take_the_kernels_on_both_paths():
+    x = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    g = np.random.default_rng(5).standard_normal((5, 6)).astype(np.float32)
+    got = {}
+    for path in ("fast", "reference"):
+        with kernels.use(path):
+            for name, f in (("relu", F.relu), ("softplus", F.softplus), ("sigmoid", F.sigmoid)):
+                t = mg.tensor(x, requires_grad=True)
+                y = f(t)
+                y.backward(g)
+                got[path, name] = (y.numpy(), t.grad.numpy())
+    for name in ("relu", "softplus", "sigmoid"):
+        for a, b in zip(got["fast", name], got["reference", name]):
+            np.testing.assert_allclose(a, b, rtol=4e-7, atol=0, err_msg=name)

@@ -70,7 +70,8 @@ FAMILIES = {
 INTERFACES = {
     "conv": ("supports", "im2col", "col2im", "to_channel_rows", "from_channel_rows", "channel_sum"),
     "norm": ("supports", "channel_stats", "normalize", "backward_sums", "training_dx"),
-    "elementwise": ("supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "tanh_backward", "abs_backward"),
+    "elementwise": ("supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "tanh_backward", "abs_backward",
+                    "relu", "relu_backward", "softplus", "softplus_backward"),
     "optim": ("supports", "adam_update", "adam_update_joined"),
     "loss": ("supports", "shifted_logsumexp", "logsumexp", "log_softmax", "cross_entropy", "cross_entropy_backward",
              "bce_with_logits", "bce_with_logits_backward"),

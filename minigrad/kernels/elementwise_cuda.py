@@ -19,6 +19,9 @@ when ``x`` is a convolution's product or batch norm's output, so the convolution
 (``conv_cuda.py`` explains channel rows). The bodies are plain C expressions on scalars, which the tests
 also compile with the host's C compiler.
 
+ReLU and softplus (both directions) are the reference's array expressions on CuPy for now: they serve the
+``--preset improved`` MNIST networks, whose GPU step has not been fused yet.
+
 CuPy is imported lazily (through ``minigrad.backend``), so this module imports on machines without it.
 """
 from __future__ import annotations
@@ -29,9 +32,11 @@ import numpy as np
 
 from .. import backend
 from .conv_cuda import empty_like
+from .elementwise_reference import relu, relu_backward, softplus, softplus_backward  # noqa: F401 (the interface)
 
 __all__ = ["supports", "leaky_relu", "leaky_relu_backward", "sigmoid", "LEAKY_RELU_BODY", "LEAKY_RELU_BACKWARD_BODY",
-           "SIGMOID_OF_X", "SIGMOID_BODY", "tanh_backward", "abs_backward", "TANH_BACKWARD_BODY", "ABS_BACKWARD_BODY"]
+           "SIGMOID_OF_X", "SIGMOID_BODY", "tanh_backward", "abs_backward", "TANH_BACKWARD_BODY", "ABS_BACKWARD_BODY",
+           "relu", "relu_backward", "softplus", "softplus_backward"]
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

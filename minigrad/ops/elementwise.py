@@ -201,18 +201,20 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """max(x, 0); the gradient at exactly 0 is 0, as in PyTorch."""
+    """max(x, 0); the gradient at exactly 0 is 0, as in PyTorch. The gradient is taken from the output
+    (``g`` where ``y > 0``), which is kept anyway, so no mask is stored; both directions are the
+    ``elementwise`` kernel family."""
 
     @staticmethod
     def forward(ctx, x):
-        mask = x > 0
-        ctx.save_for_backward(mask)
-        return array_module(x).maximum(x, 0)
+        y = kernels.for_arrays("elementwise", x).relu(x)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        (mask,) = ctx.saved_arrays
-        return grad * mask
+        (y,) = ctx.saved_arrays
+        return kernels.for_arrays("elementwise", grad, y).relu_backward(grad, y)
 
 
 class LeakyReLU(Function):
@@ -243,14 +245,13 @@ class Softplus(Function):
 
     @staticmethod
     def forward(ctx, x):
-        xp = array_module(x)
         ctx.save_for_backward(x)
-        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+        return kernels.for_arrays("elementwise", x).softplus(x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_arrays
-        return grad * kernels.for_arrays("elementwise", x).sigmoid(x)
+        return kernels.for_arrays("elementwise", grad, x).softplus_backward(grad, x)
 
 
 class Cast(Function):

@@ -137,3 +137,23 @@ def test_presets_without_running_statistics_log_no_recalibrated_accuracy(data_di
                           "--bn-stats", "recalibrated"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no batch-norm running statistics" in err and "notebook" in err
+
+
+def test_the_statistics_benchmark_agrees_with_recalibrated(data_dir, tmp_path, capsys):
+    from benchmarks import bn_statistics
+
+    out = tmp_path / "run"
+    assert train.main(tiny_run_argv(data_dir, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    D, train_set, test, meta = bn_statistics.load(out / "checkpoint.npz", data_dir, "raw")
+    batches = [train_set.images[i * 16:(i + 1) * 16] for i in range(3)]
+    a = bn_statistics.recomputed(D, batches, dropout=False)
+    b = recalibrated(D, np.concatenate(batches), batch_size=16)
+    for k, v in a.state_dict().items():
+        np.testing.assert_allclose(v, b.state_dict()[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    assert bn_statistics.main(["--checkpoint", str(out / "checkpoint.npz"), "--data-dir", str(data_dir),
+                               "--batches", "2", "--batch", "16"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 4 and rows[0].startswith("| running")
+    logged = metrics.read_log(out / "metrics.jsonl")[-1]["test_acc"]
+    assert rows[0].endswith(f"| {100 * logged:.2f}% |")        # the first row is the log's test_acc

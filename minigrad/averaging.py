@@ -13,7 +13,10 @@ and what is copied (choices made here, where PyTorch leaves them to the user):
 * Parameters with ``requires_grad=True`` are averaged. Parameters that are not trained (for instance the
   hidden weight-norm scales of Improved-GAN's MNIST discriminator, fixed by the data-dependent
   initialisation) and buffers (batch norm's running statistics) are *copied* from the model at every
-  update: averaging a constant would only delay it, and running statistics are averages already.
+  update: averaging a constant would only delay it, and running statistics are averages already. They are
+  the *raw* weights' statistics, though: for a model with batch norm, recompute them for the averaged
+  weights before evaluating, as PyTorch advises with ``update_bn`` (ssgan does, ``ssgan/models.py``,
+  ``recalibrated``).
 * ``start="copy"`` (PyTorch's behaviour): the first update copies the parameters; later updates average.
   ``start="zeros"``: the averages start at zero and every update, the first included, applies the rule
   (Improved-GAN's ``disc_param_avg``, which begins at ``0 * p``); early averages are then pulled toward

@@ -163,13 +163,15 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
     if recalibrate:
         train = data.load_dataset(config["dataset"], "train", data_dir if data_dir is not None
                                   else config.get("data_dir"), remap_ten=True, layout=layout)
-        model = recalibrated(model, train.images[calibration_indices(len(train), config["seed"])], batch_size,
-                             device)
+        # (a config without a seed was not written by ssgan.train; such a checkpoint is calibrated as seed 0)
+        model = recalibrated(model, train.images[calibration_indices(len(train), config.get("seed", 0))],
+                             batch_size, device)
     preds = predict(model, test.images, batch_size, device)
     matrix = confusion_matrix(test.labels, preds, info.num_classes)
     return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),
             "weights": "averaged" if use_average else "raw",
-            "bn_stats": "recalibrated" if recalibrate else ("per batch" if notebook else "running"),
+            "bn_stats": ("recalibrated" if recalibrate else "per batch" if notebook else "running"
+                         if config["preset"] == "default" else None),   # improved: no batch norm in D
             "epoch": meta.get("epoch"), "step": meta.get("step"), "test_images": len(test),
             "test_acc": float(np.mean(preds == test.labels)),
             "per_class_acc": [None if np.isnan(a) else float(a) for a in per_class_accuracy(matrix)],
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
     print(f"checkpoint {result['checkpoint']} ({result['dataset']}, preset {result['preset']}, "
           f"{epoch} epochs done, step {result['step']})")
     print(f"test accuracy: {result['test_acc']:.4f} on {result['test_images']} images "
-          f"({result['weights']} weights; batch-norm statistics: {result['bn_stats']})")
+          f"({result['weights']} weights" + (f"; batch-norm statistics: {result['bn_stats']})" if result["bn_stats"]
+                                             else ")"))
     if result["preset"] == "notebook" and m.shape[0] > m.shape[1]:
         print("(notebook preset: SVHN label 10, the digit 0, was kept as in the notebook and never matches a class)")
     print("confusion matrix (rows: true class, columns: predicted class):")

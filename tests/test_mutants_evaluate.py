@@ -18,7 +18,7 @@ import pytest
 import minigrad as mg
 from ssgan import checkpoint as ckpt
 from ssgan import data, evaluate
-from ssgan.models import build_models
+from ssgan.models import build_models, recalibrated
 
 from fake_cupy import fake_cuda  # noqa: F401  (fixture)
 from fake_data import install_fake_datasets
@@ -93,7 +93,7 @@ def test_improved_checkpoint_uses_the_averaged_weights_unless_told_raw(data_dir,
         assert result["confusion_matrix"] == matrix and result["per_class_acc"] == acc
         assert result["test_acc"] == test_acc
         assert result == {"checkpoint": str(path), "dataset": "mnist", "preset": "improved", "weights": name,
-                          "epoch": 3, "step": 42, "test_images": N_TEST, "test_acc": test_acc,
+                          "bn_stats": None, "epoch": 3, "step": 42, "test_images": N_TEST, "test_acc": test_acc,
                           "per_class_acc": acc, "confusion_matrix": matrix}
 
 
@@ -116,9 +116,16 @@ def test_default_preset_maps_label_ten_to_zero_and_does_not_depend_on_the_batch_
     assert test.labels.max() == 9 and (test.labels == 0).any()
     matrix, acc, test_acc = _expected(test.labels, _predictions(models["D"], test.images, N_TEST))
     for batch_size in (4, 500):
-        result = evaluate.evaluate_checkpoint(path, data_dir, batch_size=batch_size)
+        result = evaluate.evaluate_checkpoint(path, data_dir, batch_size=batch_size, bn_stats="running")
         assert result["confusion_matrix"] == matrix and result["test_acc"] == test_acc
-        assert result["per_class_acc"] == acc and result["weights"] == "raw"
+        assert result["per_class_acc"] == acc and result["weights"] == "raw" and result["bn_stats"] == "running"
+    # by default the statistics are recomputed: the predictions of the recalibrated copy
+    calibration = data.load_dataset("svhn", "train", data_dir).images   # 10 images: all of them
+    recal = recalibrated(models["D"], calibration, 500)
+    matrix, acc, test_acc = _expected(test.labels, _predictions(recal, test.images, N_TEST))
+    result = evaluate.evaluate_checkpoint(path, data_dir)
+    assert result["bn_stats"] == "recalibrated" and result["confusion_matrix"] == matrix
+    assert result["test_acc"] == test_acc and result["per_class_acc"] == acc
 
 
 def test_notebook_preset_keeps_label_ten_and_uses_its_training_batch_size(data_dir, tmp_path):
@@ -245,7 +252,7 @@ def test_default_preset_on_mnist_reads_the_padded_images(data_dir, tmp_path):
     test = data.load_dataset("mnist", "test", data_dir)
     assert test.images.shape == (N_TEST, 1, 32, 32)
     matrix, _, test_acc = _expected(test.labels, _predictions(models["D"], test.images, N_TEST))
-    result = evaluate.evaluate_checkpoint(path, data_dir)
+    result = evaluate.evaluate_checkpoint(path, data_dir, bn_stats="running")
     assert result["confusion_matrix"] == matrix and result["test_acc"] == test_acc
 
 

@@ -32,7 +32,7 @@ import minigrad as mg
 from ssgan import checkpoint as ckpt
 from ssgan import data
 from ssgan.evaluate import predict
-from ssgan.models import build_models
+from ssgan.models import build_models, recalibrated
 
 
 def load(path, data_dir, weights):
@@ -54,23 +54,9 @@ def load(path, data_dir, weights):
 
 
 def recomputed(D, batches, dropout: bool):
-    """A copy of ``D`` whose running statistics are the plain average over ``batches`` (real images), with
-    dropout and input noise on or off."""
-    model = copy.deepcopy(D)
-    layers = [m for m in model.modules() if isinstance(m, mg.nn.BatchNorm2d)]
-    for bn in layers:
-        bn.reset_running_stats()
-        bn.momentum = None
-    if not dropout:
-        model.drop_rate, model.input_noise = 0.0, 0.0
-    model.train()
-    with mg.no_grad():
-        for x in batches:
-            model(mg.tensor(x), real=True)
-    for bn in layers:
-        bn.momentum = D.bn2.momentum
-    model.drop_rate, model.input_noise = D.drop_rate, D.input_noise
-    return model.eval()
+    """A copy of ``D`` whose running statistics are the plain average over ``batches`` (real images, all of
+    one size), with dropout and input noise on or off: ``ssgan.models.recalibrated`` on those batches."""
+    return recalibrated(D, np.concatenate(batches), batch_size=len(batches[0]), dropout=dropout)
 
 
 def per_test_batch(D, images, batch):

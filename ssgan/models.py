@@ -168,7 +168,8 @@ def calibration_indices(num_train: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 0xB17]).choice(num_train, n, replace=False))
 
 
-def recalibrated(D: "Discriminator", images: np.ndarray, batch_size: int = 500, device: str = "cpu"):
+def recalibrated(D: "Discriminator", images: np.ndarray, batch_size: int = 500, device: str = "cpu",
+                 dropout: bool = False):
     """A copy of the discriminator ``D``, in evaluation mode, whose batch-norm running statistics are
     recomputed on ``images`` with dropout and input noise *off*; ``D`` itself is left as it was.
 
@@ -185,8 +186,9 @@ def recalibrated(D: "Discriminator", images: np.ndarray, batch_size: int = 500, 
     The statistics are those of PyTorch's ``torch.optim.swa_utils.update_bn`` (each batch norm's running
     mean and variance reset, then the cumulative average over the batches, momentum ``None``), computed in
     training mode on real images (``real=True``) in batches of ``batch_size``; only dropout and noise are
-    turned off. The preset ``notebook`` (batch statistics always) and models without batch norm get an
-    unchanged copy.
+    turned off (``dropout=True`` leaves them on, as ``update_bn`` in training mode would: only for
+    comparison, ``benchmarks/bn_statistics.py``). The preset ``notebook`` (batch statistics always) and
+    models without batch norm get an unchanged copy.
     """
     import copy
 
@@ -201,7 +203,8 @@ def recalibrated(D: "Discriminator", images: np.ndarray, batch_size: int = 500, 
     for bn in layers:
         bn.reset_running_stats()
         bn.momentum = None
-    model.drop_rate, model.input_noise = 0.0, 0.0
+    if not dropout:
+        model.drop_rate, model.input_noise = 0.0, 0.0
     model.train()
     with mg.no_grad():
         for start in range(0, len(images), batch_size):

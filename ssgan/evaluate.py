@@ -87,13 +87,21 @@ def recalibrates(config: dict) -> bool:
     return config.get("preset") == "default"
 
 
+def calibration_images(train, config: dict):
+    """The training images the run's batch-norm statistics are recomputed on (``models.calibration_indices``
+    of the run's seed; a config without a seed was not written by ssgan.train and is taken as seed 0)."""
+    from .models import calibration_indices
+
+    return train.images[calibration_indices(len(train), config.get("seed", 0))]
+
+
 def epoch_accuracies(models: dict, config: dict, train, test, labeled, batch_size: int) -> dict:
     """The accuracies of the end of an epoch: ``train_acc`` on the labeled training examples, ``test_acc``
     on the test set (both with the discriminator as it is), ``test_acc_ema`` with the averaged weights
     where the run keeps an average, and, for the default preset, ``test_acc_recal`` / ``test_acc_ema_recal``:
     the same weights with batch-norm statistics recomputed on training images without dropout
     (:func:`ssgan.models.recalibrated`)."""
-    from .models import calibration_indices, recalibrated
+    from .models import recalibrated
 
     device = config["device"]
     acc = lambda model, images, labels: float(np.mean(predict(model, images, batch_size, device) == labels))  # noqa: E731
@@ -102,7 +110,7 @@ def epoch_accuracies(models: dict, config: dict, train, test, labeled, batch_siz
     if "D_ema" in models:
         out["test_acc_ema"] = acc(models["D_ema"].module, test.images, test.labels)
     if recalibrates(config):
-        calibration = train.images[calibration_indices(len(train), config["seed"])]
+        calibration = calibration_images(train, config)
         for key, model in (("test_acc_recal", models["D"]),
                            ("test_acc_ema_recal", models["D_ema"].module if "D_ema" in models else None)):
             if model is not None:
@@ -121,7 +129,7 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
     running statistics (the log's ``test_acc``); ``"recalibrated"`` asks for the first. The result says
     which weights and which statistics were used.
     """
-    from .models import build_models, calibration_indices, recalibrated
+    from .models import build_models, recalibrated
 
     arrays, meta = ckpt.load_npz(path)
     config = meta.get("config")
@@ -163,9 +171,7 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
     if recalibrate:
         train = data.load_dataset(config["dataset"], "train", data_dir if data_dir is not None
                                   else config.get("data_dir"), remap_ten=True, layout=layout)
-        # (a config without a seed was not written by ssgan.train; such a checkpoint is calibrated as seed 0)
-        model = recalibrated(model, train.images[calibration_indices(len(train), config.get("seed", 0))],
-                             batch_size, device)
+        model = recalibrated(model, calibration_images(train, config), batch_size, device)
     preds = predict(model, test.images, batch_size, device)
     matrix = confusion_matrix(test.labels, preds, info.num_classes)
     return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),

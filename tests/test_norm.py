@@ -296,6 +296,27 @@ def test_numba_kernels_agree_with_numpy_reference(arrays):
     np.testing.assert_allclose(out, expect, **tol)
 
 
+@pytest.mark.parametrize("shape", [(100, 500), (3, 1), (2, 7, 1)])
+def test_numba_row_loops_of_an_nc_input_agree_with_numpy(shape):
+    """(N, C) inputs (S = 1) take row-by-row elementwise loops of their own; they compute the same."""
+    from minigrad.kernels import norm_cpu
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 2 + 5).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    x3, g3 = x.reshape(shape[0], shape[1], 1), g.reshape(shape[0], shape[1], 1)
+    x64, g64 = x3.astype(np.float64), g3.astype(np.float64)
+    c = shape[1]
+    mean, scale, shift, g_off, x_coef = (rng.standard_normal(c) for _ in range(5))
+    out = np.full_like(x3, np.nan)
+    norm_cpu._normalize(x3, mean, scale, shift, out)
+    np.testing.assert_allclose(out, (x64 - mean[:, None]) * scale[:, None] + shift[:, None], rtol=1e-5, atol=1e-5)
+    out[...] = np.nan
+    norm_cpu._backward_dx(g3, x3, mean, scale, g_off, x_coef, out)
+    expect = scale[:, None] * (g64 - g_off[:, None]) - x_coef[:, None] * (x64 - mean[:, None])
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("training", [True, False])
 def test_numba_and_reference_paths_agree_on_the_whole_op(dtype, training):

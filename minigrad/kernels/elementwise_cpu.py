@@ -15,7 +15,9 @@ The sigmoid, ReLU and softplus (the ``--preset improved`` MNIST networks: NumPy'
 
 * sigmoid:  ``1 / (1 + e)`` for ``x >= 0``, ``e / (1 + e)`` otherwise, ``e = exp(-|x|)``;
 * ReLU:     ``y_i = max(x_i, 0)`` (NaN stays NaN); backward from the output, ``dx_i = g_i`` if ``y_i > 0`` else 0;
-* softplus: ``y_i = max(x_i, 0) + log1p(exp(-|x_i|))``; backward ``dx_i = g_i * sigmoid(x_i)``.
+* softplus: ``y_i = max(x_i, 0) + log1p(exp(-|x_i|))``, the ``log1p`` computed from a ``log`` in the
+  array's own dtype (D. Goldberg, *What every computer scientist should know about floating-point
+  arithmetic*, 1991, theorem 4); backward ``dx_i = g_i * sigmoid(x_i)``.
 
 Same names, arguments and results as ``elementwise_reference.py`` (the array expressions: the reference
 these loops are tested against, and the GPU path); the transcendental functions are libm's here and NumPy's
@@ -105,9 +107,15 @@ def _relu_backward(grad, y, out):
 
 @njit(parallel=PARALLEL, cache=True)
 def _softplus(x, out):
+    one, zero = x.dtype.type(1), x.dtype.type(0)
     for i in prange(x.size):
         v = x[i]
-        out[i] = max(v, 0) + np.log1p(np.exp(-abs(v))) if v == v else v
+        u = np.exp(-abs(v))
+        w = one + u
+        # log1p(u) as log(w) * u / (w - 1) (Goldberg's trick: exact to a few ulps, since w - 1 is the
+        # rounding of u that log(w) saw); libm's float32 log1p costs about twice a log here
+        lp = u if w == one else np.log(w) * (u / (w - one))
+        out[i] = (v if v > zero else zero) + lp if v == v else v
 
 
 @njit(parallel=PARALLEL, cache=True)

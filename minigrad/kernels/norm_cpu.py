@@ -28,6 +28,10 @@ would be as sound but needs a division per element; the shift costs nothing.
 
 Parallelism: ``prange`` over channels for the reductions (each channel's sum then runs in a fixed order,
 so results are deterministic for any thread count) and over ``(n, c)`` rows for the elementwise passes.
+An ``(N, C)`` input (``S = 1``: BatchNorm1d, the ``--preset improved`` generator) has elementwise loops of
+its own, one per example row along its contiguous channels: one loop per ``(n, c)`` pair spent ~10x more
+on indexing than on arithmetic there. (Row-wise reductions, a block of channels per thread, measured no
+faster than the per-channel loops on (100, 500) and were not kept.)
 The reductions are compiled with one fast-math flag, ``reassoc``: it lets LLVM reorder a sum so that the
 loop runs on SIMD lanes (several partial sums, added at the end - about 4x faster here, and no less
 accurate, since every partial sum is float64). The other fast-math flags are left off, so NaN and inf
@@ -78,6 +82,11 @@ def _normalize(x, mean, scale, shift, out):
     arithmetic is in float64 and rounded once, to ``out``'s dtype, when stored.
     """
     n, c_count, s = x.shape
+    if s == 1:   # (N, C): one row per example, the channels contiguous along it
+        for i in prange(n):
+            for c in range(c_count):
+                out[i, c, 0] = (np.float64(x[i, c, 0]) - mean[c]) * scale[c] + shift[c]
+        return
     for row in prange(n * c_count):
         i = row // c_count
         c = row - i * c_count
@@ -118,6 +127,12 @@ def _backward_dx(g, x, mean, scale, g_offset, x_coef, out):
     coefficients).
     """
     n, c_count, s = x.shape
+    if s == 1:   # (N, C), as in _normalize
+        for i in prange(n):
+            for c in range(c_count):
+                out[i, c, 0] = scale[c] * (np.float64(g[i, c, 0]) - g_offset[c]) - x_coef[c] * (
+                    np.float64(x[i, c, 0]) - mean[c])
+        return
     for row in prange(n * c_count):
         i = row // c_count
         c = row - i * c_count

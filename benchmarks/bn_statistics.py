@@ -29,27 +29,21 @@ import sys
 import numpy as np
 
 import minigrad as mg
-from ssgan import checkpoint as ckpt
 from ssgan import data
-from ssgan.evaluate import predict
-from ssgan.models import build_models, recalibrated
+from ssgan.evaluate import load_discriminators, predict
+from ssgan.models import recalibrated
 
 
 def load(path, data_dir, weights):
-    arrays, meta = ckpt.load_npz(path)
-    config = meta["config"]
-    if config.get("preset") != "default":
-        raise SystemExit(f"error: {path}: preset {config.get('preset')!r}; this compares the default preset's "
+    """The checkpoint's raw or averaged discriminator, with the training and test sets, through the loader
+    ``ssgan.evaluate`` uses."""
+    config, meta, models, test, folder, layout = load_discriminators(path, data_dir)
+    if config["preset"] != "default":
+        raise SystemExit(f"error: {path}: preset {config['preset']!r}; this compares the default preset's "
                          "batch-norm statistics")
-    info = data.dataset_info(config["dataset"])
-    folder = data_dir if data_dir is not None else config.get("data_dir")
-    test = data.load_dataset(config["dataset"], "test", folder)
-    train = data.load_dataset(config["dataset"], "train", folder)
-    models = build_models(config, info.num_channels, info.num_classes, test.images.shape[1:])
-    models.pop("G", None)
-    ckpt.unpack_state(path, {k: v for k, v in arrays.items() if not k.startswith("model/G/")}, meta, models, {})
     if weights == "averaged" and "D_ema" not in models:
         raise SystemExit(f"error: {path} holds no averaged weights (trained without --ema-rate)")
+    train = data.load_dataset(config["dataset"], "train", folder, layout=layout)
     return (models["D_ema"].module if weights == "averaged" else models["D"]), train, test, meta
 
 

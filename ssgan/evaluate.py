@@ -118,18 +118,13 @@ def epoch_accuracies(models: dict, config: dict, train, test, labeled, batch_siz
     return out
 
 
-def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500,
-                        weights: str = "auto", bn_stats: str = "auto") -> dict:
-    """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set.
-
-    ``weights``: ``"auto"`` uses the averaged weights when the checkpoint has them (``--preset improved``)
-    and the raw ones otherwise; ``"raw"`` / ``"averaged"`` choose. ``bn_stats``: ``"auto"`` evaluates the
-    default preset with batch-norm statistics recomputed on the run's calibration images without dropout
-    (the training log's ``test_acc_recal``) and every other preset as saved; ``"running"`` uses the saved
-    running statistics (the log's ``test_acc``); ``"recalibrated"`` asks for the first. The result says
-    which weights and which statistics were used.
-    """
-    from .models import build_models, recalibrated
+def load_discriminators(path, data_dir=None):
+    """The discriminator(s) saved in the checkpoint ``path``, ready to evaluate, and what goes with them:
+    ``(config, meta, models, test, folder, layout)``. ``models`` holds ``"D"`` and, where the run keeps an
+    average, ``"D_ema"`` (the generator is not loaded); ``test`` is the dataset's test split as the run saw
+    it, read from ``folder`` (``data_dir``, else the folder saved with the run) in the images' ``layout``.
+    A checkpoint whose config was not written by ``ssgan.train`` is refused with :class:`CheckpointError`."""
+    from .models import build_models
 
     arrays, meta = ckpt.load_npz(path)
     config = meta.get("config")
@@ -141,22 +136,40 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
         raise ckpt.CheckpointError(f"checkpoint {path}: its config lacks {', '.join(map(repr, missing))} (it was "
                                    "not written by ssgan.train, or was edited)")
     info = data.dataset_info(config["dataset"])
-    notebook, improved = config["preset"] == "notebook", config["preset"] == "improved"
-    layout = "flat" if improved and config["dataset"] == "mnist" else "padded"
-    test = data.load_dataset(config["dataset"], "test", data_dir if data_dir is not None else config.get("data_dir"),
-                             remap_ten=not notebook, layout=layout)
+    layout = "flat" if config["preset"] == "improved" and config["dataset"] == "mnist" else "padded"
+    folder = data_dir if data_dir is not None else config.get("data_dir")
+    test = data.load_dataset(config["dataset"], "test", folder, remap_ten=config["preset"] != "notebook",
+                             layout=layout)
     try:
         models = build_models(config, info.num_channels, info.num_classes, test.images.shape[1:])
     except ValueError as exc:
         raise ckpt.CheckpointError(f"checkpoint {path}: {exc}") from None
     models.pop("G", None)   # only the discriminator is evaluated (and checked)
     ckpt.unpack_state(path, {k: v for k, v in arrays.items() if not k.startswith("model/G/")}, meta, models, {})
+    return config, meta, models, test, folder, layout
+
+
+def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: int = 500,
+                        weights: str = "auto", bn_stats: str = "auto") -> dict:
+    """Load the discriminator saved in ``path`` and evaluate it on its dataset's full test set.
+
+    ``weights``: ``"auto"`` uses the averaged weights when the checkpoint has them (``--preset improved``)
+    and the raw ones otherwise; ``"raw"`` / ``"averaged"`` choose. ``bn_stats``: ``"auto"`` evaluates the
+    default preset with batch-norm statistics recomputed on the run's calibration images without dropout
+    (the training log's ``test_acc_recal``) and every other preset as saved; ``"running"`` uses the saved
+    running statistics (the log's ``test_acc``); ``"recalibrated"`` asks for the first. The result says
+    which weights and which statistics were used.
+    """
+    from .models import recalibrated
+
+    config, meta, models, test, folder, layout = load_discriminators(path, data_dir)
+    notebook = config["preset"] == "notebook"
     has_average = "D_ema" in models
     if weights not in ("auto", "raw", "averaged"):
         raise ValueError(f"weights must be auto, raw or averaged, got {weights!r}")
     if weights == "averaged" and not has_average:
-        raise ckpt.CheckpointError(f"checkpoint {path} holds no averaged weights (only --preset improved keeps "
-                                   "them); use --weights raw")
+        raise ckpt.CheckpointError(f"checkpoint {path} holds no averaged weights (--preset improved "
+                                   "keeps them, the default preset with --ema-rate); use --weights raw")
     if bn_stats not in ("auto", "running", "recalibrated"):
         raise ValueError(f"bn_stats must be auto, running or recalibrated, got {bn_stats!r}")
     if bn_stats == "recalibrated" and not recalibrates(config):
@@ -169,15 +182,19 @@ def evaluate_checkpoint(path, data_dir=None, device: str = "cpu", batch_size: in
         batch_size = config["batch_size"]  # batch statistics at test time: evaluate in training-size batches
     recalibrate = recalibrates(config) and bn_stats != "running"
     if recalibrate:
-        train = data.load_dataset(config["dataset"], "train", data_dir if data_dir is not None
-                                  else config.get("data_dir"), remap_ten=True, layout=layout)
+        train = data.load_dataset(config["dataset"], "train", folder, remap_ten=True, layout=layout)
         model = recalibrated(model, calibration_images(train, config), batch_size, device)
     preds = predict(model, test.images, batch_size, device)
-    matrix = confusion_matrix(test.labels, preds, info.num_classes)
+    if recalibrate:
+        bn_stats_used = "recalibrated"
+    elif notebook:
+        bn_stats_used = "per batch"
+    else:   # the default preset's running statistics; the improved discriminator has no batch norm
+        bn_stats_used = "running" if recalibrates(config) else None
+    matrix = confusion_matrix(test.labels, preds, data.dataset_info(config["dataset"]).num_classes)
     return {"checkpoint": str(path), "dataset": config["dataset"], "preset": config.get("preset"),
             "weights": "averaged" if use_average else "raw",
-            "bn_stats": ("recalibrated" if recalibrate else "per batch" if notebook else "running"
-                         if config["preset"] == "default" else None),   # improved: no batch norm in D
+            "bn_stats": bn_stats_used,
             "epoch": meta.get("epoch"), "step": meta.get("step"), "test_images": len(test),
             "test_acc": float(np.mean(preds == test.labels)),
             "per_class_acc": [None if np.isnan(a) else float(a) for a in per_class_accuracy(matrix)],
